@@ -1,0 +1,1 @@
+"""The agent: its mind (plain Python) and the actor that hosts it."""

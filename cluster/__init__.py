@@ -1,0 +1,1 @@
+"""The runtime: Ray start-up, the simulation driver, the command line."""

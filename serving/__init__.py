@@ -1,0 +1,1 @@
+"""simulacra serving: the LLM and embedding services."""

@@ -1,0 +1,48 @@
+"""Typed configuration of the LLM service, loaded once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.adapters import check_adapter_name
+
+EngineName = Literal["hf", "vllm", "openai"]
+
+
+class EngineConfig(BaseModel):
+    """Which engine serves which model and adapters, and how it batches.
+
+    ``model`` is a local folder, a hub id, or ``tiny`` (the project's own test model, built on
+    first use). ``adapters`` maps adapter names to peft adapter folders; with ``model: tiny`` and
+    no adapters, the tiny model's own adapters are served.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineName = "hf"
+    model: str = "tiny"
+    adapters: dict[str, str] = Field(default_factory=dict)
+    seed: int = 0
+    # hf
+    device: str | None = None  # None: cuda when present, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_ms: float = Field(5.0, ge=0)
+    # vllm
+    max_loras: int = Field(8, ge=1)
+    max_lora_rank: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = None
+    # openai
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("adapters")
+    @classmethod
+    def _names_are_safe(cls, adapters: dict[str, str]) -> dict[str, str]:
+        for name in adapters:
+            check_adapter_name(name)
+        return adapters

@@ -1,0 +1,69 @@
+"""The LLM server: one engine behind the checks every caller gets, as a plain class.
+
+It knows nothing of Ray; ``serving.deployments`` turns it into a Serve deployment, and tests
+can construct it directly with any engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from serving.adapters import BASE_MODEL_ALIASES, check_adapter_name, check_request_adapter
+from serving.config import EngineConfig
+from serving.engines import make_engine
+from serving.llm import Engine, ModelInfo
+from serving.schema import check_request_schema
+from serving.types import LLMRequest, LLMResult, UnknownAdapterError
+
+
+class LLMServer:
+    """Checks requests, then hands them to the engine.
+
+    Args:
+        config: which engine and model to serve.
+        engine: an engine to use instead of the one ``config`` names (tests).
+    """
+
+    def __init__(self, config: EngineConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine: Engine = engine if engine is not None else make_engine(config)
+        self._info: ModelInfo | None = None
+
+    def start(self) -> None:
+        """Loads the engine's models."""
+        self.engine.start()
+        self._info = self.engine.info()
+
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            self._info = self.engine.info()
+        return self._info
+
+    def adapter_for_model(self, model: str | None) -> str | None:
+        """Maps an OpenAI ``model`` field to an adapter name (``None`` for the base model)."""
+        info = self.info()
+        if model is None or model == info.base_model or model in BASE_MODEL_ALIASES:
+            return None
+        check_adapter_name(model)
+        if model not in info.adapters:
+            raise UnknownAdapterError(model, info.adapters)
+        return model
+
+    def check(self, requests: Sequence[LLMRequest]) -> None:
+        """Raises for the first request the service must refuse, before any decoding."""
+        adapters = self.info().adapters
+        for request in requests:
+            check_request_adapter(request, adapters)
+            check_request_schema(request)
+
+    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        """Generates one result per request (see :class:`serving.llm.LLM`)."""
+        requests = list(requests)
+        self.check(requests)
+        if not requests:
+            return []
+        return await self.engine.generate(requests)
+
+    def batch_sizes(self) -> list[int]:
+        """Sizes of the batches the engine executed so far (engines that batch themselves)."""
+        return list(getattr(self.engine, "batch_sizes", []))

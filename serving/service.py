@@ -1,0 +1,53 @@
+"""Starting the LLM and embedding services on Ray Serve."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from serving.clients import ServeEmbedder, ServeLLM
+from serving.config import EngineConfig
+from serving.deployments import EMBEDDING_APP, LLM_APP, embedding_app, llm_app
+from serving.llm import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Where and how the services listen."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    embeddings: bool = True
+    llm_route: str = "/"
+
+
+def start_services(
+    config: EngineConfig, options: ServiceOptions | None = None, engine: Engine | None = None
+) -> tuple[ServeLLM, ServeEmbedder | None]:
+    """Starts the services on the Ray cluster this process is connected to.
+
+    Ray must already be initialised (``cluster.ray_runtime.init_ray``). The HTTP proxy binds
+    ``options.host`` (127.0.0.1 unless told otherwise).
+
+    Returns:
+        Clients of the LLM service and, when started, of the embedding service.
+    """
+    from ray import serve
+
+    options = options or ServiceOptions()
+    serve.start(http_options={"host": options.host, "port": options.port})
+    log.info("starting the LLM service (%s, %s)", config.engine, config.model)
+    serve.run(
+        llm_app(config, api_key=options.api_key, engine=engine),
+        name=LLM_APP,
+        route_prefix=options.llm_route,
+    )
+    embedder = None
+    if options.embeddings:
+        log.info("starting the embedding service")
+        serve.run(embedding_app(), name=EMBEDDING_APP, route_prefix=None)
+        embedder = ServeEmbedder()
+    return ServeLLM(), embedder

@@ -1,0 +1,52 @@
+"""Integration fixtures: local Ray and the real services, started once per session."""
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from serving.clients import ServeEmbedder, ServeLLM
+from serving.config import EngineConfig
+
+API_KEY = "test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    from cluster.ray_runtime import init_ray
+
+    init_ray(num_cpus=2)
+    yield
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Services:
+    llm: ServeLLM
+    embedder: ServeEmbedder
+    base_url: str
+    config: EngineConfig
+
+
+@pytest.fixture(scope="session")
+def services(ray_cluster: None) -> Services:
+    """The LLM service (hf engine, tiny model and its adapters) and the embedding service."""
+    from serving.service import ServiceOptions, start_services
+
+    port = _free_port()
+    config = EngineConfig(engine="hf", model="tiny", max_batch_size=32, batch_wait_ms=10)
+    llm, embedder = start_services(config, ServiceOptions(port=port, api_key=API_KEY))
+    assert embedder is not None
+    return Services(llm, embedder, f"http://127.0.0.1:{port}/v1", config)

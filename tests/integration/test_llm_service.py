@@ -1,0 +1,200 @@
+"""The LLM service on local Ray Serve: handles from actors, batching, the OpenAI HTTP app."""
+
+import asyncio
+import re
+
+import httpx
+import jsonschema
+import openai
+import pytest
+import ray
+
+from serving.config import EngineConfig
+from serving.engines.openai import OpenAIEngine
+from serving.types import LLMRequest, UnknownAdapterError
+from tests.integration.conftest import API_KEY, Services
+from tests.schemas import IMPORTANCE, PLAN
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = ["the baker opens the shop", "a letter arrives at noon", "rain on the town square"]
+
+
+@ray.remote(num_cpus=0)
+class Caller:
+    """An agent-like actor calling the LLM service through its handle."""
+
+    async def burst(self, requests: list[LLMRequest]) -> list:
+        from serving.clients import ServeLLM
+
+        llm = ServeLLM()
+        answers = await asyncio.gather(*[llm.generate([r]) for r in requests])
+        return [a[0] for a in answers]
+
+
+def _req(prompt: str, adapter: str | None, **kw) -> LLMRequest:
+    return LLMRequest.chat([("user", prompt)], adapter=adapter, max_tokens=12, **kw)
+
+
+async def test_concurrent_handle_calls_from_an_actor_are_batched(services: Services) -> None:
+    adapters = [None, "alice", "bob"]
+    requests = [_req(PROMPTS[i % 3], adapters[i % 3]) for i in range(48)]
+    before = len(await services.llm.batch_sizes())
+    results = await Caller.remote().burst.remote(requests)
+
+    assert [r.request_id for r in results] == [r.request_id for r in requests]
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    executed = (await services.llm.batch_sizes())[before:]
+    assert sum(executed) == 48
+    assert max(executed) > 1 and len(executed) < 48
+    assert max(r.batch_size for r in results) == max(executed)
+    # Batching never changes an answer: each equals the same request sent alone.
+    for request, result in list(zip(requests, results, strict=True))[:6]:
+        (alone,) = await services.llm.generate([request])
+        assert alone.text == result.text
+        assert alone.adapter == request.adapter
+
+
+async def test_adapters_change_the_answer(services: Services) -> None:
+    texts = {}
+    for adapter in (None, "alice", "bob"):
+        (r,) = await services.llm.generate([_req(PROMPTS[0], adapter, max_tokens=16)])
+        texts[adapter] = r.text
+    assert len(set(texts.values())) == 3
+
+
+async def test_schema_answers_validate_through_the_handle(services: Services) -> None:
+    requests = [
+        _req(p, a, json_schema=s, max_tokens=200, temperature=t, seed=i)
+        for i, (p, a, s, t) in enumerate(
+            (p, a, s, t)
+            for p in PROMPTS
+            for a in (None, "alice")
+            for s in (IMPORTANCE, PLAN)
+            for t in (0.0, 1.0)
+        )
+    ]
+    results = await services.llm.generate(requests)
+    for request, result in zip(requests, results, strict=True):
+        assert result.ok, result.error
+        jsonschema.validate(result.parsed, request.json_schema)
+
+
+async def test_unknown_adapter_through_the_handle_names_it(services: Services) -> None:
+    with pytest.raises(UnknownAdapterError) as info:
+        await services.llm.generate([_req("hi", "carol")])
+    assert info.value.name == "carol"
+    assert set(info.value.available) == {"alice", "bob"}
+
+
+@pytest.fixture
+def client(services: Services) -> openai.OpenAI:
+    return openai.OpenAI(base_url=services.base_url, api_key=API_KEY, max_retries=0)
+
+
+def test_openai_client_lists_the_base_model_and_every_adapter(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["tiny", "alice", "bob"]
+
+
+async def test_openai_chat_per_adapter_equals_the_handle(
+    client: openai.OpenAI, services: Services
+) -> None:
+    messages = [{"role": "user", "content": PROMPTS[1]}]
+    for model, adapter in (("alice", "alice"), ("bob", "bob"), ("tiny", None)):
+        http = client.chat.completions.create(
+            model=model, messages=messages, max_tokens=12, temperature=0
+        )
+        (direct,) = await services.llm.generate([_req(PROMPTS[1], adapter)])
+        assert http.choices[0].message.content == direct.text
+        assert http.usage is not None
+        assert http.usage.completion_tokens == direct.completion_tokens > 0
+
+
+def test_openai_json_schema_answers_validate(client: openai.OpenAI) -> None:
+    for model in ("tiny", "alice", "bob"):
+        for schema in (IMPORTANCE, PLAN):
+            answer = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "rate this"}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": schema, "strict": True},
+                },
+                max_tokens=200,
+                temperature=0.7,
+                seed=3,
+            )
+            import json
+
+            jsonschema.validate(json.loads(answer.choices[0].message.content or ""), schema)
+
+
+def test_openai_completions(client: openai.OpenAI) -> None:
+    answer = client.completions.create(
+        model="bob", prompt=["once upon", "a time"], max_tokens=8, temperature=0
+    )
+    assert len(answer.choices) == 2
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+
+
+def test_openai_errors(client: openai.OpenAI, services: Services) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="carol", messages=messages)
+    body = missing.value.response.json()["error"]
+    assert "carol" in body["message"] and "alice" in body["message"]
+    assert body["type"] == "not_found_error"
+
+    for bad in ("../alice", "a/b"):
+        with pytest.raises(openai.BadRequestError, match="invalid adapter name"):
+            client.chat.completions.create(model=bad, messages=messages)
+
+    with pytest.raises(openai.BadRequestError, match="invalid JSON schema"):
+        client.chat.completions.create(
+            model="alice",
+            messages=messages,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "a", "schema": {"type": "nonsense"}},
+            },
+        )
+
+    anonymous = httpx.get(f"{services.base_url}/models")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["type"] == "authentication_error"
+    wrong = openai.OpenAI(base_url=services.base_url, api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+
+
+async def test_openai_engine_against_our_http_app(services: Services) -> None:
+    engine = OpenAIEngine(
+        EngineConfig(engine="openai", model="tiny", base_url=services.base_url, api_key=API_KEY)
+    )
+    engine.start()
+    assert set(engine.info().adapters) == {"alice", "bob"}
+    requests = [_req(PROMPTS[2], a) for a in (None, "alice", "bob")]
+    requests.append(_req(PROMPTS[2], "alice", json_schema=IMPORTANCE, max_tokens=20))
+    remote = await engine.generate(requests)
+    direct = await services.llm.generate(requests)
+    assert [r.text for r in remote] == [r.text for r in direct]
+    assert remote[3].parsed == direct[3].parsed
+    assert re.fullmatch(r"\{.*\}", remote[3].text)
+
+
+async def test_embedding_service_batches_unit_vectors(services: Services) -> None:
+    import numpy as np
+
+    from serving.embedding import MiniLMEmbedder
+
+    texts = [f"memory number {i} about the town" for i in range(40)]
+    before = len(await services.embedder.batch_sizes())
+    parts = await asyncio.gather(*[services.embedder.embed([t]) for t in texts])
+    vectors = np.concatenate(parts)
+    assert vectors.shape == (40, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    executed = (await services.embedder.batch_sizes())[before:]
+    assert sum(executed) == 40 and max(executed) > 1
+    local = MiniLMEmbedder().embed_sync(texts[:3])
+    np.testing.assert_allclose(vectors[:3], local, atol=1e-4)

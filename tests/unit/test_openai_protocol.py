@@ -1,0 +1,66 @@
+import pytest
+
+from serving import openai_protocol as proto
+from serving.llm import ModelInfo
+from serving.types import ChatMessage, LLMResult
+from tests.schemas import PLAN
+
+
+def test_chat_body_becomes_a_request() -> None:
+    body = proto.ChatBody.model_validate(
+        {
+            "model": "alice",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "plan", "schema": PLAN, "strict": True},
+            },
+            "max_completion_tokens": 77,
+            "temperature": 0.2,
+            "seed": 9,
+            "stop": "END",
+            "user": "ignored",
+        }
+    )
+    request = proto.chat_request(body, "alice")
+    assert request.messages == (ChatMessage("system", "be brief"), ChatMessage("user", "hello"))
+    assert request.json_schema == PLAN
+    assert (request.max_tokens, request.temperature, request.seed) == (77, 0.2, 9)
+    assert request.stop == ("END",) and request.adapter == "alice"
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"stream": True}, "stream"),
+        ({"n": 2}, "n=1"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "schema"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
+        ({"messages": []}, "empty"),
+    ],
+)
+def test_unsupported_chat_bodies_are_refused(extra: dict, match: str) -> None:
+    body = proto.ChatBody.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    )
+    with pytest.raises(proto.ProtocolError, match=match):
+        proto.chat_request(body, None)
+
+
+def test_completion_prompts_fan_out_and_responses_carry_usage() -> None:
+    body = proto.CompletionBody.model_validate({"model": "m", "prompt": ["a", "b"]})
+    requests = proto.completion_requests(body, None)
+    assert [r.prompt for r in requests] == ["a", "b"]
+    results = [LLMResult(r.request_id, "x", prompt_tokens=2, completion_tokens=3) for r in requests]
+    response = proto.completion_response(results, "m")
+    assert [c["index"] for c in response["choices"]] == [0, 1]
+    assert response["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+
+
+def test_model_list_puts_the_base_first() -> None:
+    listing = proto.models_response(ModelInfo("base-1b", ("alice", "bob")))
+    assert [m["id"] for m in listing["data"]] == ["base-1b", "alice", "bob"]
+    assert all(m["parent"] == "base-1b" for m in listing["data"][1:])
