@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -26,7 +27,7 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_config(args: argparse.Namespace):  # noqa: ANN202 - EngineConfig, imported lazily
+def _engine_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from serving.adapters import parse_adapter_spec
@@ -60,7 +61,7 @@ def _engine_config(args: argparse.Namespace):  # noqa: ANN202 - EngineConfig, im
         raise UsageError(problems) from None
 
 
-def _check_model(config) -> None:  # noqa: ANN001
+def _check_model(config) -> None:
     """Fails fast, before Ray starts, on a model or adapter folder that does not exist."""
     from serving.tiny_model import resolve_model
 
@@ -78,9 +79,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     init_ray(args.address)
     options = ServiceOptions(host=args.host, port=args.port, api_key=args.api_key)
     start_services(config, options)
-    from serving.clients import ServeLLM
-
     import asyncio
+
+    from serving.clients import ServeLLM
 
     info = asyncio.run(ServeLLM().info())
     print(f"serving {info.base_model} with adapters: {', '.join(info.adapters) or 'none'}")
@@ -89,10 +90,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print("Note: the tiny model's weights are random; its text is meaningless.")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     from ray import serve
 
     serve.shutdown()
@@ -121,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--api-key", default=None, help="require this key on HTTP requests")
-    srv.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
+    srv.add_argument(
+        "--address", default=None, help="join this Ray cluster instead of starting one"
+    )
     srv.add_argument("--max-batch-size", type=int, default=32)
     srv.add_argument("--base-url", default=None, help="upstream server (--engine openai)")
     srv.add_argument("--upstream-api-key", default=None, help="key for --base-url")

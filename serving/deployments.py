@@ -4,7 +4,6 @@ The classes here are thin: the LLM work is :class:`serving.server.LLMServer`, th
 ``serving.openai_protocol``, the embedder is :class:`serving.embedding.MiniLMEmbedder`.
 """
 
-
 import hmac
 from collections.abc import Sequence
 from typing import Any
@@ -102,7 +101,9 @@ class LLMService(LLMServer):
         return proto.chat_response(result, body.model)
 
     @api.post("/v1/completions")
-    async def http_completions(self, body: proto.CompletionBody, request: Request) -> dict[str, Any]:
+    async def http_completions(
+        self, body: proto.CompletionBody, request: Request
+    ) -> dict[str, Any]:
         self._authorize(request)
         requests = proto.completion_requests(body, self.adapter_for_model(body.model))
         return proto.completion_response(await self._answer(requests), body.model)
@@ -136,22 +137,20 @@ def llm_app(
     if num_gpus is None:
         num_gpus = 1 if config.engine == "vllm" else 0
     deployment = serve.deployment(
-        LLMService,
         name=LLM_DEPLOYMENT,
         num_replicas=1,
         max_ongoing_requests=4096,
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
-    )
+    )(LLMService)
     return deployment.bind(config, api_key, engine)
 
 
 def embedding_app(max_batch_size: int = 64, num_cpus: float = 0) -> serve.Application:
     """The embedding service bound to its arguments, ready for ``serve.run``."""
     deployment = serve.deployment(
-        EmbeddingService,
         name=EMBEDDING_DEPLOYMENT,
         num_replicas=1,
         max_ongoing_requests=4096,
         ray_actor_options={"num_cpus": num_cpus},
-    )
+    )(EmbeddingService)
     return deployment.bind(max_batch_size)

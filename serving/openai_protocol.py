@@ -51,6 +51,7 @@ class ChatBody(_Body):
 class CompletionBody(_Body):
     model: str
     prompt: str | list[str]
+    response_format: ResponseFormat | None = None
     max_tokens: int | None = 16
     temperature: float | None = None
     top_p: float | None = None
@@ -82,7 +83,9 @@ def _message_text(message: dict[str, Any], index: int) -> ChatMessage:
         raise ProtocolError(f"messages[{index}].role {role!r} is not supported", param="messages")
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
-        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        texts = [
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        ]
         content = "".join(texts)
     if not isinstance(content, str):
         raise ProtocolError(f"messages[{index}].content must be text", param="messages")
@@ -134,6 +137,7 @@ def completion_requests(body: CompletionBody, adapter: str | None) -> list[LLMRe
     return [
         LLMRequest(
             prompt=p,
+            json_schema=schema_of(body.response_format),
             adapter=adapter,
             max_tokens=body.max_tokens or 16,
             temperature=1.0 if body.temperature is None else body.temperature,
@@ -149,7 +153,11 @@ def completion_requests(body: CompletionBody, adapter: str | None) -> list[LLMRe
 def _usage(results: list[LLMResult]) -> dict[str, int]:
     prompt = sum(r.prompt_tokens for r in results)
     completion = sum(r.completion_tokens for r in results)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def chat_response(result: LLMResult, model: str) -> dict[str, Any]:

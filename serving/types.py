@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "error"]
@@ -64,7 +64,10 @@ class LLMRequest:
     @classmethod
     def chat(cls, messages: list[tuple[str, str]] | list[ChatMessage], **kwargs: Any) -> LLMRequest:
         """Builds a chat request from ``(role, content)`` pairs or messages."""
-        msgs = tuple(m if isinstance(m, ChatMessage) else ChatMessage(*m) for m in messages)
+        msgs = tuple(
+            m if isinstance(m, ChatMessage) else ChatMessage(cast(Role, m[0]), m[1])
+            for m in messages
+        )
         return cls(messages=msgs, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,14 +33,15 @@ class Caller:
 
 
 def _req(prompt: str, adapter: str | None, **kw) -> LLMRequest:
-    return LLMRequest.chat([("user", prompt)], adapter=adapter, max_tokens=12, **kw)
+    kw.setdefault("max_tokens", 12)
+    return LLMRequest.chat([("user", prompt)], adapter=adapter, **kw)
 
 
 async def test_concurrent_handle_calls_from_an_actor_are_batched(services: Services) -> None:
     adapters = [None, "alice", "bob"]
     requests = [_req(PROMPTS[i % 3], adapters[i % 3]) for i in range(48)]
     before = len(await services.llm.batch_sizes())
-    results = await Caller.remote().burst.remote(requests)
+    results = await Caller.remote().burst.remote(requests)  # type: ignore[attr-defined]
 
     assert [r.request_id for r in results] == [r.request_id for r in requests]
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
@@ -198,3 +199,25 @@ async def test_embedding_service_batches_unit_vectors(services: Services) -> Non
     assert sum(executed) == 40 and max(executed) > 1
     local = MiniLMEmbedder().embed_sync(texts[:3])
     np.testing.assert_allclose(vectors[:3], local, atol=1e-4)
+
+
+async def test_record_then_replay_through_the_service(services: Services, tmp_path) -> None:
+    from serving.wrappers import RecordingLLM, ReplayLLM
+
+    path = tmp_path / "calls.msgpack"
+    recorder = RecordingLLM(services.llm, path)
+    requests = [_req(p, a, temperature=1.0, seed=5) for p in PROMPTS for a in (None, "bob")]
+    requests.append(_req(PROMPTS[0], "alice", json_schema=PLAN, max_tokens=200))
+    recorded = await recorder.generate(requests)
+    before = await services.llm.batch_sizes()
+
+    replay = ReplayLLM(path)
+    again = [
+        LLMRequest.from_dict({**r.to_dict(), "request_id": f"new-{i}"})
+        for i, r in enumerate(requests)
+    ]
+    replayed = await replay.generate(again)
+    assert await services.llm.batch_sizes() == before  # no engine call
+    assert [r.text for r in replayed] == [r.text for r in recorded]
+    assert replayed[-1].parsed == recorded[-1].parsed
+    assert [r.request_id for r in replayed] == [r.request_id for r in again]

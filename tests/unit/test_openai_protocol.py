@@ -64,3 +64,14 @@ def test_model_list_puts_the_base_first() -> None:
     listing = proto.models_response(ModelInfo("base-1b", ("alice", "bob")))
     assert [m["id"] for m in listing["data"]] == ["base-1b", "alice", "bob"]
     assert all(m["parent"] == "base-1b" for m in listing["data"][1:])
+
+
+def test_completion_response_format_constrains_each_prompt() -> None:
+    body = proto.CompletionBody.model_validate(
+        {
+            "model": "m",
+            "prompt": ["a", "b"],
+            "response_format": {"type": "json_schema", "json_schema": {"schema": PLAN}},
+        }
+    )
+    assert [r.json_schema for r in proto.completion_requests(body, None)] == [PLAN, PLAN]
