@@ -89,9 +89,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if config.model == "tiny":
         print("Note: the tiny model's weights are random; its text is meaningless.")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
+    print("stopping the services")
     from ray import serve
 
     serve.shutdown()

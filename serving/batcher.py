@@ -21,7 +21,8 @@ class DynamicBatcher(Generic[T, R]):
     Args:
         run_batch: an async function from a list of items to one result per item.
         max_batch_size: most items in one batch.
-        wait_s: how long the first item of a batch waits for company.
+        wait_s: how long the first item of a batch waits for company, when the previous batch
+            had more than one item (a lone caller never waits).
     """
 
     def __init__(
@@ -60,7 +61,10 @@ class DynamicBatcher(Generic[T, R]):
         queue = self._queue
         while True:
             batch = [await queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.wait_s
+            # Wait for company only under load (the last batch had some): a lone caller is
+            # never delayed, and under load arrivals also pile up while a batch executes.
+            busy = bool(self.batch_sizes) and self.batch_sizes[-1] > 1
+            deadline = asyncio.get_running_loop().time() + (self.wait_s if busy else 0.0)
             while len(batch) < self.max_batch_size:
                 if queue.empty():
                     remaining = deadline - asyncio.get_running_loop().time()

@@ -52,3 +52,16 @@ async def test_a_wrong_number_of_results_is_an_error_not_a_hang() -> None:
     batcher = DynamicBatcher(short, max_batch_size=4, wait_s=0)
     with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
         await asyncio.wait_for(batcher.submit_many([1, 2]), 2)
+
+
+async def test_a_lone_caller_does_not_wait_for_company() -> None:
+    async def ident(items: list[int]) -> list[int]:
+        return items
+
+    batcher = DynamicBatcher(ident, max_batch_size=8, wait_s=0.5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(3):
+        assert await batcher.submit_many([i]) == [i]
+    assert loop.time() - start < 0.25
+    assert batcher.batch_sizes == [1, 1, 1]
