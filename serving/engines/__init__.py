@@ -1,5 +1,8 @@
-"""LLM engines: ``hf`` (transformers + peft, CPU or GPU), ``vllm`` (GPU), ``openai`` (any
-OpenAI-compatible server). Each is imported only when chosen."""
+"""LLM engines, each imported only when chosen.
+
+``hf``: transformers with peft-format LoRA adapters gathered per row (CPU or GPU); ``vllm``
+(GPU); ``openai``: any OpenAI-compatible server.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""The ``hf`` engine: transformers + peft on CPU or GPU, many LoRA adapters in one forward pass.
+"""The ``hf`` engine: transformers on CPU or GPU, many LoRA adapters in one forward pass.
 
 Concurrent ``generate`` calls meet in a :class:`~serving.batcher.DynamicBatcher`; each executed
 batch is decoded by our own loop with a KV cache, left padding and per-row position ids, so a
-row's answer does not depend on the rows it shares the batch with. Each row has its own adapter
-(peft's ``adapter_names``), sampling parameters, seeded generator, stop strings, token budget
-and, with a JSON schema, its own xgrammar matcher that masks the logits while it decodes.
+row's answer does not depend on the rows it shares the batch with. Each row has its own LoRA
+adapter (peft-format folders, gathered per row by :mod:`serving.engines.multi_lora`), sampling
+parameters, seeded generator, stop strings, token budget and, with a JSON schema, its own
+xgrammar matcher that masks the logits while it decodes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import json
 import re
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +26,6 @@ from serving.schema import check_request_schema, parse_and_validate
 from serving.seeds import derive_seed
 from serving.tiny_model import resolve_model
 from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
-
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 @dataclass
@@ -74,7 +72,7 @@ def _compile_error_message(exc: Exception) -> str:
 
 
 class HFEngine:
-    """An :class:`~serving.llm.Engine` on transformers and peft with dynamic batching.
+    """An :class:`~serving.llm.Engine` on transformers with LoRA adapters and dynamic batching.
 
     Args:
         config: the engine configuration; construction only stores it, :meth:`start` loads.
@@ -90,6 +88,7 @@ class HFEngine:
         self._adapter_names: tuple[str, ...] = ()
         self._grammars: dict[str, Any] = {}
         self._model: Any = None
+        self._lora: Any = None  # multi_lora.AdapterSelection when adapters are served
         self._tokenizer: Any = None
         self._compiler: Any = None
         self._device: Any = None
@@ -110,7 +109,7 @@ class HFEngine:
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype(device))
         model.to(self._device)
-        model = self._load_adapters(model, adapters)
+        self._lora = self._load_adapters(model, adapters)
         model.eval()
         self._eos_ids = self._stop_token_ids(tokenizer, model)
         if tokenizer.pad_token_id is None:
@@ -142,18 +141,12 @@ class HFEngine:
 
     @staticmethod
     def _load_adapters(model: Any, adapters: dict[str, str]) -> Any:
+        """Wraps the model's targeted layers in place; returns their shared adapter selection."""
         if not adapters:
-            return model
-        from peft import PeftModel
+            return None
+        from serving.engines.multi_lora import attach_lora_adapters
 
-        items = sorted(adapters.items())
-        first_name, first_path = items[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # peft calls a deprecated HF API
-            model = PeftModel.from_pretrained(model, first_path, adapter_name=first_name)
-            for name, path in items[1:]:
-                model.load_adapter(path, adapter_name=name)
-        return model
+        return attach_lora_adapters(model, adapters)
 
     @staticmethod
     def _stop_token_ids(tokenizer: Any, model: Any) -> frozenset[int]:
@@ -294,9 +287,8 @@ class HFEngine:
         prompts = [self._encode(p.request) for p in batch]
         input_ids, mask = self._left_pad(prompts)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        extra: dict[str, Any] = {}
-        if self._adapter_names:
-            extra["adapter_names"] = [p.request.adapter or BASE_ADAPTER for p in batch]
+        if self._lora is not None:
+            self._lora.select([p.request.adapter for p in batch])
         bitmask = xgr.allocate_token_bitmask(len(rows), self._vocab_size)
         past = None
         steps = max(p.request.max_tokens for p in batch)
@@ -309,7 +301,6 @@ class HFEngine:
                     past_key_values=past,
                     use_cache=True,
                     logits_to_keep=1,
-                    **extra,
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, : self._vocab_size].float().cpu()

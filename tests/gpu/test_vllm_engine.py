@@ -11,23 +11,24 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from serving.config import EngineConfig
+from serving.engines.vllm import VLLMEngine
+from serving.types import LLMRequest, UnknownAdapterError
+from tests.schemas import IMPORTANCE, PLAN
+
 pytestmark = pytest.mark.gpu
-
-pytest.importorskip("vllm", reason="vLLM is not installed (optional extra: simulacra[vllm])")
-torch = pytest.importorskip("torch", reason="torch is not installed")
-if not torch.cuda.is_available():
-    pytest.skip("vLLM needs a CUDA GPU and none is available", allow_module_level=True)
-
-from serving.config import EngineConfig  # noqa: E402
-from serving.engines.vllm import VLLMEngine  # noqa: E402
-from serving.types import LLMRequest, UnknownAdapterError  # noqa: E402
-from tests.schemas import IMPORTANCE, PLAN  # noqa: E402
 
 ADAPTERS = (None, "alice", "bob")
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMEngine]:
+    # Checked here, not at import, so that `-m "not gpu"` deselects without a skip.
+    pytest.importorskip("vllm", reason="vLLM is not installed (optional extra: simulacra[vllm])")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a CUDA GPU and none is available")
     with pytest.MonkeyPatch.context() as patch:
         cache: Path = tmp_path_factory.mktemp("simulacra-cache")
         patch.setenv("SIMULACRA_CACHE", str(cache))  # the tiny model is built there

@@ -1,0 +1,102 @@
+"""An agent's memory: its records in a store, embedded in batches, retrieved as the spec says."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+
+from actors.mind.memory_store import MemoryStore
+from actors.mind.records import Kind, MemoryRecord, is_idle
+from actors.mind.retrieval import TraceRow, score, trace_rows
+from actors.mind.settings import RetrievalSettings
+from serving.embedding import Embedder
+
+
+class Memory:
+    """One agent's memory stream.
+
+    Args:
+        agent_id: whose memory this is.
+        store: where records live.
+        embedder: texts to unit vectors.
+        settings: retrieval settings (weights, decay, k, chats included or not).
+        keep_traces: keep a trace row per candidate of every retrieval in ``traces``.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        store: MemoryStore,
+        embedder: Embedder,
+        settings: RetrievalSettings,
+        keep_traces: bool = True,
+    ) -> None:
+        self.agent_id = agent_id
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.keep_traces = keep_traces
+        self.traces: list[TraceRow] = []
+
+    async def remember(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+        """Embeds the records' descriptions in one batch and stores them."""
+        if not records:
+            return []
+        for r in records:
+            if r.agent_id != self.agent_id:
+                raise ValueError(f"record {r.id} belongs to {r.agent_id}, not {self.agent_id}")
+        vectors = await self.embedder.embed([r.description for r in records])
+        await self.store.add(records, vectors)
+        return list(records)
+
+    def candidate_kinds(self) -> tuple[Kind, ...]:
+        kinds: tuple[Kind, ...] = ("observation", "reflection", "plan")
+        return (*kinds, "chat") if self.settings.include_chats else kinds
+
+    async def retrieve(
+        self,
+        queries: Sequence[str],
+        now: datetime,
+        k: int | None = None,
+        kinds: Collection[Kind] | None = None,
+    ) -> dict[str, list[MemoryRecord]]:
+        """The top ``k`` records for each query, best first; touches exactly those returned.
+
+        Candidates are the agent's observations, reflections and plans (chats behind the
+        ``include_chats`` setting), idle states excluded. Every query is scored against the
+        records' ``last_accessed`` as it was before this call.
+        """
+        k = k or self.settings.top_k
+        records, vectors = await self.store.candidates(
+            self.agent_id, kinds or self.candidate_kinds()
+        )
+        keep = [i for i, r in enumerate(records) if not is_idle(r.description)]
+        records = [records[i] for i in keep]
+        vectors = vectors[keep] if len(keep) else np.zeros((0, self.embedder.dim), np.float32)
+        query_vectors = (
+            await self.embedder.embed(list(queries))
+            if queries
+            else np.zeros((0, self.embedder.dim), np.float32)
+        )
+        out: dict[str, list[MemoryRecord]] = {}
+        returned: dict[str, None] = {}
+        for query, qv in zip(queries, query_vectors, strict=True):
+            scored = score(records, vectors, qv, now, self.settings)
+            top = [records[i] for i in scored.order[:k].tolist()]
+            out[query] = [replace(r, last_accessed=now) for r in top]
+            returned.update((r.id, None) for r in top)
+            if self.keep_traces:
+                self.traces.extend(trace_rows(query, records, scored, k))
+        if returned:
+            await self.store.touch(self.agent_id, list(returned), now)
+        return out
+
+    async def records(self, kinds: Collection[Kind] | None = None) -> list[MemoryRecord]:
+        return await self.store.records(self.agent_id, kinds)
+
+    def drain_traces(self) -> list[TraceRow]:
+        rows, self.traces = self.traces, []
+        return rows

@@ -1,0 +1,173 @@
+"""Prompt templates (one file per step, named fields) and the mind's one way to ask the model.
+
+A template file ``prompts/<name>.txt`` has a ``### system`` and a ``### user`` section; fields are
+``$name`` (``string.Template``). Every question carries a JSON schema; an answer that fails is
+asked once more with another seed, then given up (``None``) and counted, so that a bad answer
+never crashes a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from serving.llm import LLM
+from serving.types import ChatMessage, LLMRequest
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    system: string.Template
+    user: string.Template
+
+    @property
+    def fields(self) -> set[str]:
+        found: set[str] = set()
+        for t in (self.system, self.user):
+            found.update(t.get_identifiers())
+        return found
+
+    def render(self, **fields: Any) -> tuple[ChatMessage, ...]:
+        missing = self.fields - set(fields)
+        if missing:
+            raise KeyError(f"prompt {self.name!r}: missing fields {sorted(missing)}")
+        extra = set(fields) - self.fields
+        if extra:
+            raise KeyError(f"prompt {self.name!r}: unknown fields {sorted(extra)}")
+        values = {k: str(v) for k, v in fields.items()}
+        return (
+            ChatMessage("system", self.system.substitute(values).strip()),
+            ChatMessage("user", self.user.substitute(values).strip()),
+        )
+
+
+@cache
+def load_prompt(name: str) -> PromptTemplate:
+    """Reads ``prompts/<name>.txt``."""
+    path = PROMPTS_DIR / f"{name}.txt"
+    raw = path.read_text(encoding="utf-8")
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in raw.splitlines():
+        if line.startswith("### "):
+            current = line[4:].strip()
+            parts[current] = []
+        elif current is not None:
+            parts[current].append(line)
+    if set(parts) != {"system", "user"}:
+        raise ValueError(f"{path}: needs exactly a '### system' and a '### user' section")
+    return PromptTemplate(
+        name, string.Template("\n".join(parts["system"])), string.Template("\n".join(parts["user"]))
+    )
+
+
+@dataclass(frozen=True)
+class Question:
+    """One thing to ask: a template, its fields, the answer's schema, and why (the purpose)."""
+
+    prompt: str
+    fields: dict[str, Any]
+    schema: dict[str, Any]
+    purpose: str
+    max_tokens: int = 256
+    temperature: float = 0.7
+
+
+@dataclass
+class AskStats:
+    """Counts per purpose: calls, answers given up on (after the retry), retries."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+
+    def get_state(self) -> dict[str, dict[str, int]]:
+        return {
+            "calls": dict(self.calls),
+            "failures": dict(self.failures),
+            "retries": dict(self.retries),
+        }
+
+    def set_state(self, state: dict[str, dict[str, int]]) -> None:
+        self.calls = Counter(state["calls"])
+        self.failures = Counter(state["failures"])
+        self.retries = Counter(state["retries"])
+
+
+class Asker:
+    """Asks the model questions in one batch, as one agent (its adapter, its seed).
+
+    Seeds come from the agent's seed and a counter that is part of the agent's state, so a
+    resumed run asks exactly the same requests as an uninterrupted one.
+    """
+
+    def __init__(
+        self, llm: LLM, agent_id: str, adapter: str | None = None, seed: int = 0, retries: int = 1
+    ) -> None:
+        self.llm = llm
+        self.agent_id = agent_id
+        self.adapter = adapter
+        self.seed = seed
+        self.retries = retries
+        self.counter = 0
+        self.stats = AskStats()
+
+    def _seed(self) -> int:
+        self.counter += 1
+        digest = hashlib.sha256(f"{self.seed}:{self.agent_id}:{self.counter}".encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    def _request(self, q: Question) -> LLMRequest:
+        return LLMRequest(
+            messages=load_prompt(q.prompt).render(**q.fields),
+            json_schema=q.schema,
+            adapter=self.adapter,
+            max_tokens=q.max_tokens,
+            temperature=q.temperature,
+            seed=self._seed(),
+            purpose=q.purpose,
+        )
+
+    async def ask(self, questions: Sequence[Question]) -> list[Any | None]:
+        """The parsed answer to each question, or ``None`` where it failed twice."""
+        answers: list[Any | None] = [None] * len(questions)
+        pending = list(range(len(questions)))
+        for attempt in range(self.retries + 1):
+            if not pending:
+                break
+            requests = [self._request(questions[i]) for i in pending]
+            for i in pending:
+                (self.stats.calls if attempt == 0 else self.stats.retries)[
+                    questions[i].purpose
+                ] += 1
+            results = await self.llm.generate(requests)
+            still = []
+            for i, result in zip(pending, results, strict=True):
+                if result.ok and result.parsed is not None:
+                    answers[i] = result.parsed
+                else:
+                    still.append(i)
+            pending = still
+        for i in pending:
+            self.stats.failures[questions[i].purpose] += 1
+        return answers
+
+    async def ask_one(self, question: Question) -> Any | None:
+        (answer,) = await self.ask([question])
+        return answer
+
+    def get_state(self) -> dict[str, Any]:
+        return {"counter": self.counter, "stats": self.stats.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.counter = int(state["counter"])
+        self.stats.set_state(state["stats"])

@@ -1,0 +1,103 @@
+"""Memory records (spec section 1) and game time."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+Kind = Literal["observation", "reflection", "plan", "chat"]
+KINDS: tuple[Kind, ...] = ("observation", "reflection", "plan", "chat")
+
+
+def game_hours(since: datetime, now: datetime) -> float:
+    """Game hours from ``since`` to ``now`` (never negative)."""
+    return max((now - since).total_seconds() / 3600.0, 0.0)
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One entry of an agent's memory stream.
+
+    ``depth`` is 0 for observations, plans and chats, and 1 + the deepest evidence for a
+    reflection. ``evidence`` holds the ids a record rests on (cited memories for a reflection,
+    the chat record for a post-chat reflection). ``transcript`` is set for chats only.
+    ``embedding`` is filled when a store returns vectors; the store keeps it otherwise.
+    """
+
+    agent_id: str
+    kind: Kind
+    description: str
+    created: datetime
+    importance: int
+    last_accessed: datetime | None = None
+    id: str = field(default_factory=new_record_id)
+    evidence: tuple[str, ...] = ()
+    depth: int = 0
+    expires: datetime | None = None
+    transcript: tuple[tuple[str, str], ...] | None = None
+    embedding: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_accessed is None:
+            object.__setattr__(self, "last_accessed", self.created)
+        if self.kind not in KINDS:
+            raise ValueError(f"record {self.id}: kind {self.kind!r} is not one of {KINDS}")
+        if not 1 <= self.importance <= 10:
+            raise ValueError(f"record {self.id}: importance {self.importance} is not in 1..10")
+        if self.depth < 0:
+            raise ValueError(f"record {self.id}: depth must be >= 0")
+        if (self.transcript is not None) != (self.kind == "chat"):
+            raise ValueError(f"record {self.id}: a transcript is required for chats only")
+
+    @property
+    def accessed(self) -> datetime:
+        assert self.last_accessed is not None
+        return self.last_accessed
+
+    def touched(self, when: datetime) -> MemoryRecord:
+        return replace(self, last_accessed=when)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: datetimes as ISO strings, tuples as lists (msgpack-, JSON-, Arrow-safe)."""
+        d = asdict(self)
+        for key in ("created", "last_accessed", "expires"):
+            d[key] = None if d[key] is None else d[key].isoformat()
+        d["evidence"] = list(self.evidence)
+        d["transcript"] = None if self.transcript is None else [list(t) for t in self.transcript]
+        d["embedding"] = None if self.embedding is None else list(self.embedding)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemoryRecord:
+        d = dict(d)
+        for key in ("created", "last_accessed", "expires"):
+            if d.get(key) is not None:
+                d[key] = datetime.fromisoformat(d[key])
+        d["evidence"] = tuple(d.get("evidence") or ())
+        if d.get("transcript") is not None:
+            d["transcript"] = tuple((s, u) for s, u in d["transcript"])
+        if d.get("embedding") is not None:
+            d["embedding"] = tuple(float(x) for x in d["embedding"])
+        return cls(**d)
+
+
+def expiry(kind: Kind, created: datetime, days: float | None) -> datetime | None:
+    """When a record expires: reflections and plans after ``days`` game days, else never."""
+    if kind in ("reflection", "plan") and days is not None:
+        return created + timedelta(days=days)
+    return None
+
+
+IDLE_MARKERS = (" is idle", "is idle.")
+
+
+def is_idle(description: str) -> bool:
+    """Whether a description is of an idle state (scored 1 with no model call; not retrieved)."""
+    text = description.strip().lower()
+    return text.endswith("idle") or any(m in text for m in IDLE_MARKERS)

@@ -1,0 +1,51 @@
+"""Builders of the JSON schemas the mind's answers are decoded under.
+
+Strings are bounded by a pattern of an explicit character class (not maxLength: FACTS.md), arrays
+by maxItems, so that even a weak model's constrained answer ends and validates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+TEXT_CHARS = r"A-Za-z0-9 ,.;:!?'()\-"
+
+
+def text(max_chars: int = 200, min_chars: int = 1) -> dict[str, Any]:
+    """A line of plain text."""
+    return {"type": "string", "pattern": f"^[{TEXT_CHARS}]{{{min_chars},{max_chars}}}$"}
+
+
+def hhmm() -> dict[str, Any]:
+    """A time of day, HH:MM (24 h)."""
+    return {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+
+
+def integer(minimum: int, maximum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
+def choice(options: Sequence[str]) -> dict[str, Any]:
+    """One of ``options`` (places, people, yes/no): an enum built from what the agent knows."""
+    if not options:
+        raise ValueError("a choice needs at least one option")
+    return {"type": "string", "enum": list(dict.fromkeys(options))}
+
+
+def boolean() -> dict[str, Any]:
+    return {"type": "boolean"}
+
+
+def array(items: dict[str, Any], min_items: int, max_items: int) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": min_items, "maxItems": max_items}
+
+
+def obj(**properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties, all required, in this order."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
