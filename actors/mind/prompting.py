@@ -74,7 +74,7 @@ def load_prompt(name: str) -> PromptTemplate:
 class Question:
     """One thing to ask: a template, its fields, the answer's schema, and why (the purpose)."""
 
-    prompt: str
+    prompt: str | PromptTemplate  # a template's name (prompts/<name>.txt) or the template
     fields: dict[str, Any]
     schema: dict[str, Any]
     purpose: str
@@ -128,7 +128,9 @@ class Asker:
 
     def _request(self, q: Question) -> LLMRequest:
         return LLMRequest(
-            messages=load_prompt(q.prompt).render(**q.fields),
+            messages=(
+                q.prompt if isinstance(q.prompt, PromptTemplate) else load_prompt(q.prompt)
+            ).render(**q.fields),
             json_schema=q.schema,
             adapter=self.adapter,
             max_tokens=q.max_tokens,
