@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,3 +29,33 @@ class HashEmbedder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else np.eye(self.dim, dtype=np.float32)[0]
         return out
+
+
+def sample_from_schema(schema: dict, rng: random.Random) -> object:
+    """A random value valid under the mind's schemas (the subset ``actors.mind.schemas`` builds)."""
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: sample_from_schema(v, rng) for k, v in schema["properties"].items()}
+    if kind == "array":
+        lo = schema.get("minItems", 0)
+        n = rng.randint(lo, min(schema.get("maxItems", lo + 3), lo + 4))
+        return [sample_from_schema(schema["items"], rng) for _ in range(n)]
+    if kind == "integer":
+        return rng.randint(schema.get("minimum", 0), schema.get("maximum", 100))
+    if kind == "boolean":
+        return rng.random() < 0.3
+    if kind == "string":
+        pattern = schema.get("pattern", "")
+        if pattern.startswith("^([01][0-9]"):
+            return f"{rng.randint(0, 23):02d}:{rng.choice(['00', '15', '30', '45'])}"
+        words = ["walk", "read", "cook", "talk", "paint", "garden", "study", "rest"]
+        return " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+    raise ValueError(f"no sampler for schema {schema}")
+
+
+def random_valid_answers(seed: int = 0):
+    """A ScriptedLLM rule giving a random valid answer to any request with a schema."""
+    rng = random.Random(seed)
+    return lambda request: sample_from_schema(request.json_schema, rng)
