@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -112,6 +112,27 @@ class InMemoryStore:
             del mine[i]
             del self._vectors[agent_id][i]
         return len(doomed)
+
+
+    def get_state(self) -> dict[str, Any]:
+        """Plain data: every agent's records (as dicts) and their vectors (as float lists)."""
+        return {
+            agent: [
+                {"record": r.to_dict(), "vector": self._vectors[agent][i].tolist()}
+                for i, r in records.items()
+            ]
+            for agent, records in self._records.items()
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._records, self._vectors = {}, {}
+        for agent, rows in state.items():
+            self._records[agent] = {}
+            self._vectors[agent] = {}
+            for row in rows:
+                record = MemoryRecord.from_dict(row["record"])
+                self._records[agent][record.id] = record
+                self._vectors[agent][record.id] = np.asarray(row["vector"], dtype=np.float32)
 
 
 def _without_embedding(record: MemoryRecord) -> MemoryRecord:
