@@ -23,7 +23,7 @@ T0 = datetime(2023, 2, 13, 7)
 Case = tuple[Callable[[Path], Awaitable[Any]], Callable[[Path], Any]]
 
 
-async def _agent(_: Path) -> Any:
+async def _agent(tmp: Path) -> Any:
     agent, _, _ = make_agent(seed=9)
     for i in range(30):
         await agent.step(observations_at(i), T0 + timedelta(minutes=10 * i))
