@@ -10,7 +10,7 @@ import numpy as np
 
 from actors.mind.memory_store import MemoryStore
 from actors.mind.records import Kind, MemoryRecord, is_idle
-from actors.mind.retrieval import TraceRow, score, trace_rows
+from actors.mind.retrieval import Trace, TraceRow, score
 from actors.mind.settings import RetrievalSettings
 from serving.embedding import Embedder
 
@@ -39,7 +39,8 @@ class Memory:
         self.embedder = embedder
         self.settings = settings
         self.keep_traces = keep_traces
-        self.traces: list[TraceRow] = []
+        self.traces: list[Trace] = []
+        self._idle: dict[str, bool] = {}  # per record id: is its description an idle state
 
     async def remember(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         """Embeds the records' descriptions in one batch and stores them."""
@@ -73,23 +74,35 @@ class Memory:
         records, vectors = await self.store.candidates(
             self.agent_id, kinds or self.candidate_kinds()
         )
-        keep = [i for i, r in enumerate(records) if not is_idle(r.description)]
-        records = [records[i] for i in keep]
-        vectors = vectors[keep] if len(keep) else np.zeros((0, self.embedder.dim), np.float32)
+        idle = self._idle
+        for r in records:
+            if r.id not in idle:
+                idle[r.id] = is_idle(r.description)
+        keep = [i for i, r in enumerate(records) if not idle[r.id]]
+        if len(keep) < len(records):
+            records = [records[i] for i in keep]
         query_vectors = (
             await self.embedder.embed(list(queries))
             if queries
             else np.zeros((0, self.embedder.dim), np.float32)
         )
+        # One float32 product for all queries over the stored matrix (no copy of the matrix).
+        relevance = (
+            vectors @ query_vectors.astype(vectors.dtype).T
+            if len(vectors)
+            else np.zeros((0, len(query_vectors)), np.float32)
+        )
+        if len(keep) < len(relevance):
+            relevance = relevance[keep]
         out: dict[str, list[MemoryRecord]] = {}
         returned: dict[str, None] = {}
-        for query, qv in zip(queries, query_vectors, strict=True):
-            scored = score(records, vectors, qv, now, self.settings)
+        for j, query in enumerate(queries):
+            scored = score(records, relevance[:, j], now, self.settings)
             top = [records[i] for i in scored.order[:k].tolist()]
             out[query] = [replace(r, last_accessed=now) for r in top]
             returned.update((r.id, None) for r in top)
             if self.keep_traces:
-                self.traces.extend(trace_rows(query, records, scored, k))
+                self.traces.append(Trace(query, tuple(r.id for r in records), scored, k))
         if returned:
             await self.store.touch(self.agent_id, list(returned), now)
         return out
@@ -98,5 +111,6 @@ class Memory:
         return await self.store.records(self.agent_id, kinds)
 
     def drain_traces(self) -> list[TraceRow]:
-        rows, self.traces = self.traces, []
-        return rows
+        """The trace rows of every retrieval since the last drain (one per candidate)."""
+        traces, self.traces = self.traces, []
+        return [row for trace in traces for row in trace.rows()]

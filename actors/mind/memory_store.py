@@ -113,7 +113,6 @@ class InMemoryStore:
             del self._vectors[agent_id][i]
         return len(doomed)
 
-
     def get_state(self) -> dict[str, Any]:
         """Plain data: every agent's records (as dicts) and their vectors (as float lists)."""
         return {

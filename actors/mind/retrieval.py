@@ -44,7 +44,7 @@ class TraceRow:
 
 @dataclass(frozen=True)
 class Scored:
-    """The ranked result of scoring candidates: indices into the candidates, best first."""
+    """Every candidate's numbers for one query, as arrays; ``order`` lists indices, best first."""
 
     order: np.ndarray
     recency_raw: np.ndarray
@@ -58,62 +58,99 @@ class Scored:
 
 def score(
     records: Sequence[MemoryRecord],
-    vectors: np.ndarray,
-    query_vector: np.ndarray,
+    relevance_raw: np.ndarray,
     now: datetime,
     settings: RetrievalSettings,
 ) -> Scored:
-    """Scores candidates for one query vector (unit vectors: cosine is a dot product).
+    """Scores candidates given their relevance (the cosine of each record's and the query's
+    unit embeddings, as computed by the caller in one matrix product).
 
     Ties are broken deterministically: by score, then newer ``created``, then record id.
     """
-    hours = np.array(
-        [max((now - r.accessed).total_seconds() / 3600.0, 0.0) for r in records], dtype=np.float64
-    )
-    recency_raw = np.power(settings.recency_decay, hours)
-    importance_raw = np.array([r.importance for r in records], dtype=np.float64)
-    relevance_raw = (
-        vectors.astype(np.float64) @ query_vector.astype(np.float64)
-        if len(records)
-        else np.zeros(0)
-    )
-    recency, importance, relevance = (
-        min_max(recency_raw),
-        min_max(importance_raw),
-        min_max(relevance_raw),
-    )
+    n = len(records)
+    accessed = np.fromiter((_seconds(r.accessed) for r in records), dtype=np.float64, count=n)
+    hours = np.maximum((_seconds(now) - accessed) / 3600.0, 0.0)
+    recency_raw = np.power(settings.recency_decay, hours.astype(np.float64))
+    importance_raw = np.fromiter((r.importance for r in records), dtype=np.float64, count=n)
+    relevance_raw = relevance_raw.astype(np.float64)
+    recency = min_max(recency_raw)
+    importance = min_max(importance_raw)
+    relevance = min_max(relevance_raw)
     total = (
         settings.w_recency * recency
         + settings.w_importance * importance
         + settings.w_relevance * relevance
     )
-    created = np.array([-r.created.timestamp() for r in records], dtype=np.float64)
-    ids = np.array([r.id for r in records])
-    order = np.lexsort((ids, created, -total)) if len(records) else np.zeros(0, dtype=np.int64)
+    created = np.fromiter((_seconds(r.created) for r in records), dtype=np.float64, count=n)
+    order = _tie_broken_by_id(np.lexsort((-created, -total)), total, created, records)
     return Scored(
         order, recency_raw, importance_raw, relevance_raw, recency, importance, relevance, total
     )
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _seconds(when: datetime) -> float:
+    """Game time (a naive datetime) as seconds since an epoch."""
+    return (when - _EPOCH).total_seconds()
+
+
+def _tie_broken_by_id(
+    order: np.ndarray, total: np.ndarray, created: np.ndarray, records: Sequence[MemoryRecord]
+) -> np.ndarray:
+    """Orders runs of equal (score, created) by record id; such runs are rare."""
+    if len(order) < 2:
+        return order
+    same = (total[order][1:] == total[order][:-1]) & (created[order][1:] == created[order][:-1])
+    if not same.any():
+        return order
+    out = order.copy()
+    i = 0
+    while i < len(out) - 1:
+        if not same[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(same) and same[j]:
+            j += 1
+        out[i : j + 1] = sorted(out[i : j + 1].tolist(), key=lambda x: records[x].id)
+        i = j + 1
+    return out
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One retrieval's trace, in columns (cheap to keep; rows are made only when asked for)."""
+
+    query: str
+    record_ids: tuple[str, ...]
+    scored: Scored
+    k: int
+
+    def rows(self) -> list[TraceRow]:
+        """One row per candidate, in rank order."""
+        s = self.scored
+        return [
+            TraceRow(
+                query=self.query,
+                record_id=self.record_ids[i],
+                recency_raw=float(s.recency_raw[i]),
+                recency=float(s.recency[i]),
+                importance_raw=float(s.importance_raw[i]),
+                importance=float(s.importance[i]),
+                relevance_raw=float(s.relevance_raw[i]),
+                relevance=float(s.relevance[i]),
+                score=float(s.score[i]),
+                rank=rank,
+                returned=rank < self.k,
+            )
+            for rank, i in enumerate(s.order.tolist())
+        ]
 
 
 def trace_rows(
     query: str, records: Sequence[MemoryRecord], scored: Scored, k: int
 ) -> list[TraceRow]:
     """One trace row per candidate, in rank order."""
-    rows = []
-    for rank, i in enumerate(scored.order.tolist()):
-        rows.append(
-            TraceRow(
-                query=query,
-                record_id=records[i].id,
-                recency_raw=float(scored.recency_raw[i]),
-                recency=float(scored.recency[i]),
-                importance_raw=float(scored.importance_raw[i]),
-                importance=float(scored.importance[i]),
-                relevance_raw=float(scored.relevance_raw[i]),
-                relevance=float(scored.relevance[i]),
-                score=float(scored.score[i]),
-                rank=rank,
-                returned=rank < k,
-            )
-        )
-    return rows
+    return Trace(query, tuple(r.id for r in records), scored, k).rows()

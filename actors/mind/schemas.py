@@ -12,9 +12,24 @@ from typing import Any
 TEXT_CHARS = r"A-Za-z0-9 ,.;:!?'()\-"
 
 
+# xgrammar 0.2.8 fails to compile a repetition bound above 128 ("per_rule_fsm_hashes"); longer
+# strings are written as chained chunks of at most 128 (the same language).
+MAX_REPEAT = 128
+
+
 def text(max_chars: int = 200, min_chars: int = 1) -> dict[str, Any]:
-    """A line of plain text."""
-    return {"type": "string", "pattern": f"^[{TEXT_CHARS}]{{{min_chars},{max_chars}}}$"}
+    """A line of plain text, ``min_chars`` to ``max_chars`` characters."""
+    if not 0 <= min_chars <= max_chars or max_chars < 1 or min_chars > MAX_REPEAT:
+        raise ValueError(f"text({max_chars}, {min_chars}): bad bounds")
+    c = f"[{TEXT_CHARS}]"
+    head = min(max_chars, MAX_REPEAT)
+    pattern = f"{c}{{{min_chars},{head}}}"
+    full, rest = divmod(max_chars - head, MAX_REPEAT)
+    if full:
+        pattern += f"(?:{c}{{1,{MAX_REPEAT}}}){{0,{full}}}"
+    if rest:
+        pattern += f"(?:{c}{{1,{rest}}})?"
+    return {"type": "string", "pattern": f"^{pattern}$"}
 
 
 def hhmm() -> dict[str, Any]:
