@@ -29,10 +29,10 @@ def _handle(deployment: str, app: str) -> Any:
     return serve.get_deployment_handle(deployment, app_name=app)
 
 
-class ServeLLM:
-    """The LLM interface over the LLM service's deployment handle."""
+class _HandleClient:
+    """Holds a deployment's names; looks its handle up lazily, in the process that uses it."""
 
-    def __init__(self, app: str = LLM_APP, deployment: str = LLM_DEPLOYMENT) -> None:
+    def __init__(self, app: str, deployment: str) -> None:
         self.app = app
         self.deployment = deployment
         self._h: Any = None
@@ -41,13 +41,20 @@ class ServeLLM:
         return {"app": self.app, "deployment": self.deployment}
 
     def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
+        _HandleClient.__init__(self, **state)
 
     @property
     def _handle(self) -> Any:
         if self._h is None:
             self._h = _handle(self.deployment, self.app)
         return self._h
+
+
+class ServeLLM(_HandleClient):
+    """The LLM interface over the LLM service's deployment handle."""
+
+    def __init__(self, app: str = LLM_APP, deployment: str = LLM_DEPLOYMENT) -> None:
+        super().__init__(app, deployment)
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         if not requests:
@@ -64,29 +71,15 @@ class ServeLLM:
         return list(await self._handle.batch_sizes.remote())
 
 
-class ServeEmbedder:
+class ServeEmbedder(_HandleClient):
     """The embedding interface over the embedding service's deployment handle."""
 
     def __init__(self, app: str = EMBEDDING_APP, deployment: str = EMBEDDING_DEPLOYMENT) -> None:
-        self.app = app
-        self.deployment = deployment
-        self._h: Any = None
-
-    def __getstate__(self) -> dict[str, str]:
-        return {"app": self.app, "deployment": self.deployment}
-
-    def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
+        super().__init__(app, deployment)
 
     @property
     def dim(self) -> int:
         return EMBEDDING_DIM
-
-    @property
-    def _handle(self) -> Any:
-        if self._h is None:
-            self._h = _handle(self.deployment, self.app)
-        return self._h
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
