@@ -23,9 +23,7 @@ Rule = tuple[Matcher, Answer | Callable[[LLMRequest], Answer]]
 
 def request_text(request: LLMRequest) -> str:
     """The prompt, or the chat messages' contents joined by newlines."""
-    if request.prompt is not None:
-        return request.prompt
-    return "\n".join(m.content for m in request.messages or ())
+    return request.text()
 
 
 def _matches(matcher: Matcher, request: LLMRequest) -> bool:

@@ -70,6 +70,12 @@ class LLMRequest:
         )
         return cls(messages=msgs, **kwargs)
 
+    def text(self) -> str:
+        """The prompt, or the chat messages' contents joined by newlines."""
+        if self.prompt is not None:
+            return self.prompt
+        return "\n".join(m.content for m in self.messages or ())
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (msgpack- and JSON-safe)."""
         d = asdict(self)

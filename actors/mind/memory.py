@@ -94,6 +94,7 @@ class Memory:
         )
         if len(keep) < len(relevance):
             relevance = relevance[keep]
+        ids = tuple(r.id for r in records) if self.keep_traces else ()
         out: dict[str, list[MemoryRecord]] = {}
         returned: dict[str, None] = {}
         for j, query in enumerate(queries):
@@ -102,7 +103,7 @@ class Memory:
             out[query] = [replace(r, last_accessed=now) for r in top]
             returned.update((r.id, None) for r in top)
             if self.keep_traces:
-                self.traces.append(Trace(query, tuple(r.id for r in records), scored, k))
+                self.traces.append(Trace(query, ids, scored, k))
         if returned:
             await self.store.touch(self.agent_id, list(returned), now)
         return out

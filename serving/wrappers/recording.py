@@ -150,7 +150,7 @@ class ReplayLLM:
             if recorded == 0
             else f"was asked more often than recorded ({recorded} answer(s), all used)"
         )
-        text = request.prompt or "\n".join(m.content for m in request.messages or ())
+        text = request.text()
         return (
             f"replay miss: the request (purpose {request.purpose!r}, text ending "
             f"{text[-80:]!r}) {why}; recording: {self.path}"
