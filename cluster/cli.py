@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 
@@ -100,6 +101,136 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace, base: dict | None = None):
+    """The run options from the command line (over ``base``, a resumed run's own)."""
+    from datetime import datetime
+
+    from pydantic import ValidationError
+
+    from cluster.run import RunOptions
+
+    if args.record and args.replay:
+        raise UsageError("give --record or --replay, not both")
+    data: dict = dict(base or {})
+    engine = dict(data.get("engine") or {})
+    for key in ("engine", "model"):
+        value = getattr(args, key, None)
+        if value is not None:
+            engine[key] = value
+    for key, other in (("record", "replay"), ("replay", "record")):
+        value = getattr(args, key, None)
+        if value is not None:  # a resumed run may switch between recording and replaying
+            engine[key], engine[other] = str(Path(value).resolve()), None
+    if getattr(args, "seed", None) is not None:
+        engine["seed"] = args.seed
+        data["seed"] = args.seed
+    data["engine"] = engine
+    if getattr(args, "until", None):
+        try:
+            data["until"] = datetime.fromisoformat(args.until)
+        except ValueError:
+            raise UsageError(
+                f"--until {args.until!r}: expected a time like 2024-03-04T12:00"
+            ) from None
+    for key in ("steps", "address", "qdrant_url", "checkpoint_every"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    if getattr(args, "agents_per_host", None) is not None:
+        value = args.agents_per_host
+        if value != "auto":
+            try:
+                value = int(value)
+            except ValueError:
+                raise UsageError(
+                    f"--agents-per-host {value!r}: expected a number or 'auto'"
+                ) from None
+        data["agents_per_host"] = value
+    if getattr(args, "sequential", False):
+        data["sequential"] = True
+    if getattr(args, "no_progress", False):
+        data["progress"] = False
+    try:
+        return RunOptions.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(_problems(exc)) from None
+
+
+def _problems(exc) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cluster.run import start_run
+    from scenarios.loader import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    options = _run_options(args)
+    run_dir = start_run(scenario, options, out=args.out, scenario_path=str(args.scenario))
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from cluster.run import read_manifest, resume_run
+
+    base = read_manifest(args.run_dir)["options"]
+    overrides = _run_options(args, base).model_dump(mode="json")
+    overrides.pop("steps", None)
+    run_dir = resume_run(args.run_dir, steps=args.steps, overrides=overrides)
+    print(f"run {run_dir} resumed and written")
+    return 0
+
+
+def _cmd_interview(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from cluster.run import interview_run
+
+    if bool(args.agent) == bool(args.all):
+        raise UsageError("give --agent NAME (repeatable) or --all")
+    answers = asyncio.run(
+        interview_run(args.run_dir, args.question, None if args.all else args.agent)
+    )
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    for a in answers:
+        print(f"{a['agent']}: {a['answer']}")
+        for r in a["records"]:
+            print(f"    [{r['kind']} {r['created']}] {r['description']}")
+    return 0
+
+
+def _cmd_import_ga(args: argparse.Namespace) -> int:
+    from scenarios.import_ga import import_ga_to_file
+
+    scenario = import_ga_to_file(
+        Path(args.storage_dir), Path(args.output), hours=args.hours, overwrite=args.force
+    )
+    print(f"scenario {scenario.name!r} with {len(scenario.agents)} agents written to {args.output}")
+    return 0
+
+
+def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
+    p.add_argument("--engine", choices=["hf", "vllm", "openai"], default=None)
+    p.add_argument("--model", default=None, help="folder, hub id, or 'tiny' (default: tiny)")
+    p.add_argument("--steps", type=int, default=None, help="run this many steps")
+    if not resume:
+        p.add_argument("--until", default=None, help="run until this game time (ISO)")
+        p.add_argument("--out", default=None, help="the run folder (new or empty)")
+        p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--agents-per-host", default=None, help="a number, or 'auto' (the default)")
+    p.add_argument("--address", default=None, help="join this Ray cluster")
+    p.add_argument("--qdrant-url", default=None, help="a Qdrant server (default: embedded)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--record", default=None, help="record every model answer to this file")
+    p.add_argument("--replay", default=None, help="answer from this recording")
+    p.add_argument("--sequential", action="store_true", help="one agent and one call at a time")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simulacra", description="Societies of generative agents on Ray."
@@ -130,6 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--upstream-api-key", default=None, help="key for --base-url")
     srv.add_argument("--seed", type=int, default=0)
     srv.set_defaults(func=_cmd_serve)
+
+    run = sub.add_parser("run", help="run a scenario into a run folder")
+    run.add_argument("scenario", help="a scenario YAML file (e.g. scenarios/town.yaml)")
+    _add_run_flags(run, resume=False)
+    run.set_defaults(func=_cmd_run)
+
+    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    res.add_argument("run_dir")
+    _add_run_flags(res, resume=True)
+    res.set_defaults(func=_cmd_resume)
+
+    itv = sub.add_parser("interview", help="ask agents a question at the end of a run")
+    itv.add_argument("run_dir")
+    itv.add_argument("question")
+    itv.add_argument("--agent", action="append", help="an agent's name (repeatable)")
+    itv.add_argument("--all", action="store_true", help="every agent")
+    itv.add_argument("--json", action="store_true", help="print JSON")
+    itv.set_defaults(func=_cmd_interview)
+
+    imp = sub.add_parser("import-ga", help="import a Generative Agents storage folder")
+    imp.add_argument("storage_dir")
+    imp.add_argument("-o", "--output", required=True, help="the scenario YAML to write")
+    imp.add_argument("--hours", type=float, default=48.0, help="the scenario's duration")
+    imp.add_argument("--force", action="store_true", help="overwrite the output")
+    imp.set_defaults(func=_cmd_import_ga)
     return parser
 
 
@@ -140,13 +296,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from cluster.checkpoints import CheckpointError
+    from cluster.run import RunError
     from serving.types import LLMError
 
+    bad_input: tuple[type[BaseException], ...] = (UsageError, LLMError, RunError, CheckpointError)
+    bad_input += _optional_errors()
     try:
         return int(args.func(args))
-    except (UsageError, LLMError) as exc:
+    except bad_input as exc:
         print(f"simulacra {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"simulacra {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _optional_errors() -> tuple[type[BaseException], ...]:
+    """Errors of bad input from the scenario tools."""
+    from scenarios.import_ga import GAImportError
+
+    from scenarios.loader import ScenarioError
+
+    return (ScenarioError, GAImportError, FileExistsError)
 
 
 if __name__ == "__main__":

@@ -203,7 +203,15 @@ def reference_problems(scenario: Scenario) -> list[Problem]:
                 problems.append((f"events[{i}].to[{j}]", f"no agent named {who!r}"))
         if event.location and event.location not in places:
             problems.append((f"events[{i}].location", _no_place(event.location)))
-        if not scenario.start <= event.at <= scenario.end:
+        if (event.at.tzinfo is None) != (scenario.start.tzinfo is None):
+            problems.append(
+                (
+                    f"events[{i}].at",
+                    "mixes a time zone and none: give both this and the scenario's start "
+                    "a time zone, or neither",
+                )
+            )
+        elif not scenario.start <= event.at <= scenario.end:
             problems.append(
                 (
                     f"events[{i}].at",
@@ -222,5 +230,3 @@ def _unique(names: list[str], what: str) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
-
-

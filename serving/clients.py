@@ -70,6 +70,10 @@ class ServeLLM(_HandleClient):
     async def batch_sizes(self) -> list[int]:
         return list(await self._handle.batch_sizes.remote())
 
+    async def busy_seconds(self) -> float:
+        """Seconds the service has spent answering (at least one request in flight)."""
+        return float(await self._handle.busy_seconds.remote())
+
 
 class ServeEmbedder(_HandleClient):
     """The embedding interface over the embedding service's deployment handle."""

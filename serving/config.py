@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serving.adapters import check_adapter_name
 
@@ -39,6 +39,15 @@ class EngineConfig(BaseModel):
     base_url: str | None = None
     api_key: str | None = None
     timeout_s: float = Field(120.0, gt=0)
+    # recording and replay of the model's answers (msgpack files; see serving.wrappers.recording)
+    record: str | None = None  # append every request and answer to this file
+    replay: str | None = None  # answer from this recording instead of the engine
+
+    @model_validator(mode="after")
+    def _record_or_replay(self) -> EngineConfig:
+        if self.record is not None and self.replay is not None:
+            raise ValueError("record and replay cannot both be set")
+        return self
 
     @field_validator("adapters")
     @classmethod

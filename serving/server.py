@@ -6,14 +6,16 @@ can construct it directly with any engine.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from serving.adapters import BASE_MODEL_ALIASES, check_adapter_name, check_request_adapter
 from serving.config import EngineConfig
 from serving.engines import make_engine
-from serving.llm import Engine, ModelInfo
+from serving.llm import LLM, Engine, ModelInfo
 from serving.schema import check_request_schema
 from serving.types import LLMRequest, LLMResult, UnknownAdapterError
+from serving.wrappers.recording import RecordingLLM, ReplayLLM
 
 
 class LLMServer:
@@ -28,6 +30,14 @@ class LLMServer:
         self.config = config
         self.engine: Engine = engine if engine is not None else make_engine(config)
         self._info: ModelInfo | None = None
+        self.answerer: LLM = self.engine
+        self._in_flight = 0
+        self._busy_since = 0.0
+        self._busy_s = 0.0
+        if config.replay is not None:
+            self.answerer = ReplayLLM(config.replay)
+        elif config.record is not None:
+            self.answerer = RecordingLLM(self.engine, config.record, append=True)
 
     def start(self) -> None:
         """Loads the engine's models."""
@@ -62,7 +72,20 @@ class LLMServer:
         self.check(requests)
         if not requests:
             return []
-        return await self.engine.generate(requests)
+        if self._in_flight == 0:
+            self._busy_since = time.perf_counter()
+        self._in_flight += 1
+        try:
+            return await self.answerer.generate(requests)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._busy_s += time.perf_counter() - self._busy_since
+
+    def busy_seconds(self) -> float:
+        """Seconds so far during which at least one request was being answered."""
+        now = time.perf_counter()
+        return self._busy_s + (now - self._busy_since if self._in_flight else 0.0)
 
     def batch_sizes(self) -> list[int]:
         """Sizes of the batches the engine executed so far (engines that batch themselves)."""

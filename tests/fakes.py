@@ -59,3 +59,18 @@ def random_valid_answers(seed: int = 0):
     """A ScriptedLLM rule giving a random valid answer to any request with a schema."""
     rng = random.Random(seed)
     return lambda request: sample_from_schema(request.json_schema, rng)
+
+
+def content_seeded_answers(seed: int = 0):
+    """A ScriptedLLM rule whose random valid answer depends only on the request's content.
+
+    Unlike :func:`random_valid_answers`, the answer does not depend on the order requests
+    arrive in, so runs whose agents interleave differently still get the same answers.
+    """
+    import hashlib
+
+    def answer(request):
+        digest = hashlib.sha256(f"{seed}:{request.content_key()!r}".encode()).digest()
+        return sample_from_schema(request.json_schema, random.Random(digest))
+
+    return answer

@@ -7,6 +7,8 @@ Plain Python: the world and the host actor call ``step``; the model is reached o
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,15 +20,16 @@ from actors.mind.dialogue import (
     may_talk,
     next_utterance,
     relationship_summary,
+    summarize_chat,
 )
 from actors.mind.events import Action, Observation
-from actors.mind.importance import score_importance
+from actors.mind.importance import clamp, score_importance
 from actors.mind.memory import Memory
 from actors.mind.perception import perceive
 from actors.mind.persona import Persona
 from actors.mind.planning import SLEEP, DayPlan, decompose, plan_day, replan
 from actors.mind.prompting import Asker, Question
-from actors.mind.records import MemoryRecord, expiry
+from actors.mind.records import MemoryRecord, RecordIds, expiry, record_ids
 from actors.mind.reflection import ReflectionTrigger, reflect, reflect_after_chat
 from actors.mind.settings import MindSettings
 from serving.llm import LLM
@@ -44,7 +47,9 @@ class Agent:
         llm: the model (any :class:`LLM`: the Serve client, an engine, a scripted model).
         memory: the agent's memory stream.
         settings: every number of the spec.
-        seed: the run's seed (with the agent's name, it seeds every request).
+        seed: the run's seed (with the agent's name, it seeds every request and every record
+            id: the public async methods give new records ids from the agent's
+            :class:`~actors.mind.records.RecordIds`).
     """
 
     def __init__(
@@ -67,6 +72,12 @@ class Agent:
         self.last_talked: dict[str, datetime] = {}
         self.known_places: list[str] = list(persona.known_places)
         self.reflections = 0
+        self.ids = RecordIds(seed, persona.name)
+        self._now: datetime | None = None  # the last game time the agent was told
+
+    def _saw(self, now: datetime) -> None:
+        if self._now is None or now > self._now:
+            self._now = now
 
     @property
     def name(self) -> str:
@@ -78,6 +89,11 @@ class Agent:
 
     async def step(self, observations: list[Observation], now: datetime) -> list[Action]:
         """One step: returns the agent's new action(s); none while it continues the current one."""
+        self._saw(now)
+        with record_ids(self.ids):
+            return await self._step(observations, now)
+
+    async def _step(self, observations: list[Observation], now: datetime) -> list[Action]:
         actions: list[Action] = []
         replan_needed = False
         if self.plan is None or self.plan.date != now.date():
@@ -107,7 +123,27 @@ class Agent:
 
     @property
     def talking(self) -> bool:
-        return self.action is not None and self.action.kind == "talk"
+        """Talking, or still in the game minutes of a conversation just finished (``chat_done``
+        until ``action_until``, relative to the last game time the agent was told)."""
+        if self.action is None:
+            return False
+        if self.action.kind == "talk":
+            return True
+        return (
+            self.action.kind == "chat_done"
+            and self.action_until is not None
+            and self._now is not None
+            and self._now < self.action_until
+        )
+
+    def learn_places(self, places: Sequence[str]) -> None:
+        """Adds places to those the agent knows (and plans with); known ones are ignored."""
+        known = list(self.persona.known_places)
+        new = [p for p in dict.fromkeys(places) if p not in known]
+        if not new:
+            return
+        self.persona = replace(self.persona, known_places=(*known, *new))
+        self.known_places = list(self.persona.known_places)
 
     async def _react(self, perceived: list[Observation], now: datetime) -> Action | None:
         """On perceiving another agent: talk, wait for it, or carry on (spec section 7)."""
@@ -118,8 +154,8 @@ class Agent:
             if not may_talk(
                 self.asleep,
                 self.talking,
-                "sleeping" in text or "asleep" in text,
-                "chatting" in text or "conversation" in text,
+                o.asleep or "sleeping" in text or "asleep" in text,
+                o.talking or "chatting" in text or "conversation" in text,
                 now,
                 self.last_talked.get(o.subject),
                 self.settings.dialogue,
@@ -148,6 +184,13 @@ class Agent:
         self, other: str, transcript: tuple[tuple[str, str], ...], now: datetime
     ) -> tuple[str, bool]:
         """This agent's next line in a conversation with ``other`` (and whether it ends it)."""
+        self._saw(now)
+        with record_ids(self.ids):
+            return await self._speak(other, transcript, now)
+
+    async def _speak(
+        self, other: str, transcript: tuple[tuple[str, str], ...], now: datetime
+    ) -> tuple[str, bool]:
         relationship = await relationship_summary(
             self.asker,
             self.memory,
@@ -173,8 +216,50 @@ class Agent:
         """This agent as a :class:`~actors.mind.dialogue.Speaker` for a conversation at ``now``."""
         return _AgentSpeaker(self, now)
 
+    async def summarize(self, other: str, transcript: Sequence[tuple[str, str]]) -> str:
+        """This agent's one-line summary of its conversation with ``other``."""
+        with record_ids(self.ids):
+            return await summarize_chat(
+                self.asker, self.persona, other, tuple((s, u) for s, u in transcript)
+            )
+
     async def finish_conversation(self, conversation: Conversation, now: datetime) -> Action:
         """Stores the chat, reflects on it, takes its summary as the current action, re-plans."""
+        self._saw(now)
+        with record_ids(self.ids):
+            return await self._finish_conversation(conversation, now)
+
+    async def seed_memories(
+        self, memories: Sequence[tuple[str, int | None]], now: datetime
+    ) -> list[MemoryRecord]:
+        """Stores ``(description, importance)`` observations at ``now`` (e.g. a scenario's
+        starting memories). An importance of None is scored by the model (all in one batch);
+        a given one is clamped to 1..10. Returns the stored records."""
+        self._saw(now)
+        if not memories:
+            return []
+        with record_ids(self.ids):
+            unscored = [text for text, importance in memories if importance is None]
+            scores = iter(
+                await score_importance(self.asker, self.persona, unscored, self.settings.importance)
+                if unscored
+                else []
+            )
+            records = [
+                MemoryRecord(
+                    self.name,
+                    "observation",
+                    text,
+                    now,
+                    next(scores)
+                    if importance is None
+                    else clamp(importance, self.settings.importance.fallback),
+                )
+                for text, importance in memories
+            ]
+            return await self.memory.remember(records)
+
+    async def _finish_conversation(self, conversation: Conversation, now: datetime) -> Action:
         (importance,) = await score_importance(
             self.asker, self.persona, [conversation.summary], self.settings.importance, kind="chat"
         )
@@ -264,9 +349,16 @@ class Agent:
     async def replan_after(self, now: datetime, reason: str) -> None:
         """Re-plans the rest of the day from ``now`` (after a reaction or a conversation)."""
         assert self.plan is not None
-        self.plan = await replan(
-            self.asker, self.persona, self.plan, minute_of_day(now), reason, self.settings.planning
-        )
+        self._saw(now)
+        with record_ids(self.ids):
+            self.plan = await replan(
+                self.asker,
+                self.persona,
+                self.plan,
+                minute_of_day(now),
+                reason,
+                self.settings.planning,
+            )
         self.action_until = None
 
     async def interview(self, question: str, now: datetime) -> tuple[str, list[str]]:
@@ -275,6 +367,10 @@ class Agent:
         Returns:
             The answer and the ids of the records it was grounded in.
         """
+        with record_ids(self.ids):
+            return await self._interview(question, now)
+
+    async def _interview(self, question: str, now: datetime) -> tuple[str, list[str]]:
         found = (await self.memory.retrieve([question], now))[question]
         statements = "\n".join(f"- {r.description}" for r in found) or "- (nothing)"
         answer = await self.asker.ask_one(
@@ -302,6 +398,8 @@ class Agent:
             "last_talked": {k: v.isoformat() for k, v in self.last_talked.items()},
             "known_places": list(self.known_places),
             "reflections": self.reflections,
+            "record_ids": self.ids.get_state(),
+            "now": None if self._now is None else self._now.isoformat(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -318,6 +416,10 @@ class Agent:
         self.last_talked = {k: datetime.fromisoformat(v) for k, v in state["last_talked"].items()}
         self.known_places = list(state["known_places"])
         self.reflections = int(state["reflections"])
+        if "record_ids" in state:
+            self.ids.set_state(state["record_ids"])
+        now = state.get("now")
+        self._now = None if now is None else datetime.fromisoformat(now)
 
 
 class _AgentSpeaker:

@@ -16,7 +16,8 @@ class Observation:
     ``subject`` is who or what (an agent's name, an object's path ``sector:arena:object``);
     ``description`` what it is doing or its state ("Klaus Mueller is reading a book");
     ``distance`` in tiles from the observer (0 for a scheduled scenario event, which is always
-    perceived); ``location`` the arena where it is.
+    perceived); ``location`` the arena where it is. For another agent, ``asleep`` and
+    ``talking`` say (as the world knows) whether it is asleep or in a conversation.
     """
 
     kind: ObservationKind
@@ -24,6 +25,8 @@ class Observation:
     description: str
     location: str = ""
     distance: float = 0.0
+    asleep: bool = False
+    talking: bool = False
 
     @property
     def event_key(self) -> tuple[str, str]:

@@ -40,6 +40,7 @@ class Memory:
         self.settings = settings
         self.keep_traces = keep_traces
         self.traces: list[Trace] = []
+        self.journal: list[tuple[str, str]] = []  # (kind, description) of records written
         self._idle: dict[str, bool] = {}  # per record id: is its description an idle state
 
     async def remember(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
@@ -51,7 +52,13 @@ class Memory:
                 raise ValueError(f"record {r.id} belongs to {r.agent_id}, not {self.agent_id}")
         vectors = await self.embedder.embed([r.description for r in records])
         await self.store.add(records, vectors)
+        self.journal.extend((r.kind, r.description) for r in records)
         return list(records)
+
+    def drain_journal(self) -> list[tuple[str, str]]:
+        """(kind, description) of every record written since the last drain."""
+        journal, self.journal = self.journal, []
+        return journal
 
     def candidate_kinds(self) -> tuple[Kind, ...]:
         kinds: tuple[Kind, ...] = ("observation", "reflection", "plan")

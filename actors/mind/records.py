@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,8 +20,49 @@ def game_hours(since: datetime, now: datetime) -> float:
     return max((now - since).total_seconds() / 3600.0, 0.0)
 
 
+class RecordIds:
+    """A deterministic source of record ids for one agent of one run.
+
+    Ids are 32 hex characters (a valid uuid hex, as the Qdrant store needs): the first 16 hex of
+    ``sha256(f"{seed}:{agent}")`` then a 16-hex counter. The counter is part of the agent's state,
+    so a resumed run gives its records the same ids as an uninterrupted one.
+    """
+
+    def __init__(self, seed: int, agent: str) -> None:
+        self.prefix = hashlib.sha256(f"{seed}:{agent}".encode()).hexdigest()[:16]
+        self.counter = 0
+
+    def next(self) -> str:
+        """The next id."""
+        self.counter += 1
+        return f"{self.prefix}{self.counter:016x}"
+
+    def get_state(self) -> dict[str, Any]:
+        return {"counter": self.counter}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.counter = int(state["counter"])
+
+
+_id_source: ContextVar[RecordIds | None] = ContextVar("simulacra_record_ids", default=None)
+
+
+@contextlib.contextmanager
+def record_ids(source: RecordIds) -> Iterator[RecordIds]:
+    """Within this block (in this task, and tasks started in it), new records take their ids
+    from ``source``. Context variables are task-local, so agents stepped concurrently as separate
+    tasks each use their own source."""
+    token = _id_source.set(source)
+    try:
+        yield source
+    finally:
+        _id_source.reset(token)
+
+
 def new_record_id() -> str:
-    return uuid.uuid4().hex
+    """The next id of the current :func:`record_ids` source, or a random uuid4 hex outside one."""
+    source = _id_source.get()
+    return uuid.uuid4().hex if source is None else source.next()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Wrappers around an LLM with the same interface: retries, recording and replay, accounting."""
+"""Wrappers around an LLM with the same interface: retries, recording and replay, accounting,
+one call at a time (serial)."""
 
 from serving.wrappers.accounting import AccountingLLM
 from serving.wrappers.recording import RecordingLLM, ReplayLLM, ReplayMissError, load_recording
 from serving.wrappers.retry import RetryLLM
+from serving.wrappers.serial import SerialLLM
 
 __all__ = [
     "AccountingLLM",
@@ -10,5 +12,6 @@ __all__ = [
     "ReplayLLM",
     "ReplayMissError",
     "RetryLLM",
+    "SerialLLM",
     "load_recording",
 ]

@@ -150,3 +150,69 @@ async def test_two_agents_converse_and_both_remember_it() -> None:
         assert memos  # post-chat reflections cite the chat
         assert agent.plan is not None and agent.plan.total_minutes() == 1440
     assert klaus.last_talked[isabella.name] == now
+
+
+@pytest.mark.parametrize("flag", ["asleep", "talking"])
+async def test_an_agent_asleep_or_talking_is_not_reacted_to(flag: str) -> None:
+    agent, llm, _ = make_agent()
+    now = START + timedelta(hours=10)
+    await agent.step([], now)
+    obs = Observation(
+        "agent", "Klaus Mueller", "Klaus Mueller is at the desk", "cafe", 2, **{flag: True}
+    )
+    assert Observation.from_dict(obs.to_dict()) == obs
+    before = len(llm.calls)
+    await agent.step([obs], now + timedelta(minutes=1))
+    assert not {r.purpose for r in llm.calls[before:]} & {"relationship", "reaction"}
+    assert not agent.asleep and not agent.talking
+    plain = Observation("agent", "Klaus Mueller", "Klaus Mueller is at the window", "cafe", 2)
+    before = len(llm.calls)
+    await agent.step([plain], now + timedelta(minutes=2))
+    assert "reaction" in {r.purpose for r in llm.calls[before:]}
+
+
+async def test_talking_lasts_for_the_minutes_of_a_finished_chat() -> None:
+    from actors.mind.dialogue import Conversation
+
+    agent, _, _ = make_agent()
+    now = START + timedelta(hours=10)
+    await agent.step([], now)
+    assert not agent.talking
+    talk = Conversation(
+        ("Isabella Rodriguez", "Klaus Mueller"), (("Klaus Mueller", "Hi"),), "a chat", now, 20
+    )
+    await agent.finish_conversation(talk, now)
+    assert agent.talking
+    await agent.step([], now + timedelta(minutes=10))
+    assert agent.talking
+    twin, _, _ = make_agent()
+    twin.set_state(agent.get_state())
+    assert twin.talking
+    await agent.step([], now + timedelta(minutes=20))
+    assert not agent.talking
+
+
+async def test_learned_places_join_the_persona_and_the_plans() -> None:
+    agent, llm, _ = make_agent()
+    agent.learn_places(["Hobbs Cafe", "Oak Hill College", "Oak Hill College"])
+    assert agent.persona.known_places == (*PERSONA.known_places, "Oak Hill College")
+    assert agent.known_places == list(agent.persona.known_places)
+    await agent.step([], START + timedelta(hours=7))
+    assert any("Oak Hill College" in str(r.json_schema) + r.text() for r in llm.calls)
+    twin, _, _ = make_agent()
+    twin.set_state(agent.get_state())
+    assert twin.persona.known_places == agent.persona.known_places
+
+
+async def test_seed_memories_and_summaries() -> None:
+    agent, llm, store = make_agent()
+    records = await agent.seed_memories(
+        [("is planning a party", 8), ("knows Klaus", None), ("the counter is idle", None)], START
+    )
+    assert records[0].importance == 8 and records[2].importance == 1
+    assert [r.purpose for r in llm.calls] == ["importance"]  # only the non-idle unscored one
+    assert [r.id for r in await store.records(PERSONA.name)] == [r.id for r in records]
+    assert all(r.id.startswith(agent.ids.prefix) for r in records)
+    summary = await agent.summarize("Klaus Mueller", [("Klaus Mueller", "Hello there")])
+    assert isinstance(summary, str) and summary
+    assert llm.calls[-1].purpose == "chat_summary"

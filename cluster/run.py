@@ -1,0 +1,424 @@
+"""Running, resuming and interviewing a simulation: the run folder and its life cycle.
+
+Everything a run needs is checked before anything starts (the scenario, the model, the
+output folder, a replay file); then Ray and the services start, the hosts are placed, and the
+driver steps. The run folder holds ``manifest.json`` (rewritten atomically as the run goes),
+the tables and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import socket
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.mind.settings import MindSettings
+from cluster.checkpoints import checkpoint_steps, prune_after, read_checkpoint
+from cluster.hosts import HostFactory, ray_host_factory
+from cluster.packing import auto_agents_per_host
+from cluster.progress import Progress
+from cluster.simulation import Simulation
+from scenarios.loader import mind_settings
+from scenarios.schema import Scenario
+from serving.config import EngineConfig
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+TINY_MODEL_NOTE = (
+    "Note: the tiny model has random weights; the agents' text in this run is meaningless. "
+    "It shows the machinery works; see the README for a run with a real model."
+)
+
+
+class RunError(Exception):
+    """A run that cannot start or go on (bad options, a run folder in the way, no checkpoint)."""
+
+
+class RunOptions(BaseModel):
+    """How to run a scenario (the command line's options, typed, loaded once)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineConfig = EngineConfig()
+    seed: int = 0
+    agents_per_host: int | Literal["auto"] = "auto"
+    address: str | None = None
+    qdrant_url: str | None = None
+    steps: int | None = Field(None, ge=1)
+    until: datetime | None = None
+    checkpoint_every: int | None = Field(None, ge=1)
+    sequential: bool = False
+    progress: bool = True
+
+
+def resolve_agents_per_host(options: RunOptions, n_agents: int) -> int:
+    if options.agents_per_host == "auto":
+        return auto_agents_per_host(n_agents)
+    if options.agents_per_host < 1:
+        raise RunError(f"--agents-per-host must be >= 1 or 'auto', not {options.agents_per_host}")
+    return options.agents_per_host
+
+
+def target_step(
+    scenario: Scenario, from_step: int, steps: int | None, until: datetime | None
+) -> int:
+    """The step to run to: ``steps`` more, the step reaching ``until``, or the scenario's end."""
+    if steps is not None and until is not None:
+        raise RunError("give --steps or --until, not both")
+    if steps is not None:
+        return from_step + steps
+    if until is not None:
+        if until <= scenario.start:
+            raise RunError(f"--until {until.isoformat()} is not after the scenario's start")
+        seconds = (until - scenario.start).total_seconds()
+        return max(from_step, int(-(-seconds // scenario.step_seconds)))
+    return max(from_step, scenario.steps)
+
+
+def new_run_dir(out: str | os.PathLike[str] | None, scenario: Scenario) -> Path:
+    """The run folder: ``out`` when given (it must not hold anything), else a new one."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{scenario.name}-{stamp}"
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"--out {path} already exists and is not empty; nothing was touched")
+    return path
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, default=str)
+        os.replace(tmp, run_dir / MANIFEST)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run folder (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or "scenario" not in data:
+        raise RunError(f"{path}: not a simulacra manifest")
+    return data
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in ("simulacra", "ray", "qdrant-client", "torch", "transformers", "vllm"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_engine(config: EngineConfig, fresh: bool) -> None:
+    """Fails before anything starts on a missing model, adapter or replay file."""
+    from serving.tiny_model import resolve_model
+
+    if config.engine != "openai":
+        resolve_model(config.model, config.adapters)
+    if config.replay is not None and not Path(config.replay).is_file():
+        raise RunError(f"--replay {config.replay}: no such file")
+    if fresh and config.record is not None:
+        path = Path(config.record)
+        if path.exists() and path.stat().st_size > 0:
+            raise RunError(f"--record {path} already holds a recording; nothing was touched")
+
+
+class Services:
+    """Starts Ray and the LLM and embedding services, or uses running ones; on exit stops only
+    what it started (a caller's own Ray cluster and services are left running)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.owns_ray = False
+        self.started = False
+
+    def __enter__(self) -> Services:
+        import ray
+        from ray import serve
+
+        from cluster.ray_runtime import init_ray
+        from serving.deployments import EMBEDDING_APP, LLM_APP
+        from serving.service import ServiceOptions, start_services
+
+        self.owns_ray = not ray.is_initialized()
+        init_ray(self.options.address)
+        engine = self.options.engine
+        running: set[str] = set()
+        if self.options.address and engine.record is None and engine.replay is None:
+            with contextlib.suppress(Exception):
+                running = set(serve.status().applications)
+        if {LLM_APP, EMBEDDING_APP} <= running:
+            log.warning("using the LLM and embedding services already running on the cluster")
+        else:
+            start_services(engine, ServiceOptions(port=_free_port()))
+            self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+        from ray import serve
+
+        if not self.owns_ray:
+            return
+        if self.started:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+        if not self.options.address:
+            ray.shutdown()
+
+
+def _factory(options: RunOptions, settings: MindSettings, run_id: str) -> HostFactory:
+    return ray_host_factory(
+        settings.model_dump(mode="json"),
+        options.seed,
+        options.qdrant_url or ":memory:",
+        sequential=options.sequential,
+        collection_prefix=f"simulacra_{run_id}",
+    )
+
+
+def start_run(
+    scenario: Scenario,
+    options: RunOptions,
+    out: str | os.PathLike[str] | None = None,
+    scenario_path: str | None = None,
+    factory: HostFactory | None = None,
+) -> Path:
+    """Runs ``scenario`` into a new run folder; returns the folder.
+
+    ``factory`` replaces the Ray hosts and services (tests run the driver in one process).
+    """
+    settings = mind_settings(scenario)
+    run_dir = new_run_dir(out, scenario)
+    until_step = target_step(scenario, 0, options.steps, options.until)
+    per_host = resolve_agents_per_host(options, len(scenario.agents))
+    if factory is None:
+        check_engine(options.engine, fresh=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "format": "simulacra-run",
+        "scenario": scenario.model_dump(mode="json"),
+        "scenario_path": scenario_path,
+        "settings": settings.model_dump(mode="json"),
+        "seed": options.seed,
+        "options": options.model_dump(mode="json"),
+        "agents_per_host": per_host,
+        "versions": versions(),
+        "started": _now(),
+        "ended": None,
+        "status": "running",
+        "target_step": until_step,
+        "step": 0,
+        "resumes": [],
+    }
+    write_manifest(run_dir, manifest)
+    _execute(run_dir, manifest, scenario, settings, options, per_host, until_step, factory, None)
+    return run_dir
+
+
+def resume_run(
+    run_dir: str | os.PathLike[str],
+    steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    factory: HostFactory | None = None,
+) -> Path:
+    """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    scenario = Scenario.model_validate(manifest["scenario"])
+    settings = MindSettings.model_validate(manifest["settings"])
+    options = RunOptions.model_validate({**manifest["options"], **(overrides or {})})
+    ckpts = checkpoint_steps(run_dir)
+    if not ckpts:
+        raise RunError(f"{run_dir}: no checkpoint to resume from")
+    last = ckpts[-1]
+    until_step = last + steps if steps is not None else int(manifest["target_step"])
+    if until_step <= last:
+        raise RunError(
+            f"{run_dir}: already at step {last} of {until_step}; pass --steps N to go further"
+        )
+    per_host = resolve_agents_per_host(options, len(scenario.agents))
+    if factory is None:
+        check_engine(options.engine, fresh=False)
+    prune_after(run_dir, last)
+    manifest.update(
+        status="running",
+        ended=None,
+        target_step=until_step,
+        options=options.model_dump(mode="json"),
+        agents_per_host=per_host,
+    )
+    manifest["resumes"].append({"from_step": last, "at": _now(), "versions": versions()})
+    write_manifest(run_dir, manifest)
+    _execute(run_dir, manifest, scenario, settings, options, per_host, until_step, factory, last)
+    return run_dir
+
+
+def _execute(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    scenario: Scenario,
+    settings: MindSettings,
+    options: RunOptions,
+    per_host: int,
+    until_step: int,
+    factory: HostFactory | None,
+    resume_from: int | None,
+) -> None:
+    progress = Progress(scenario, until_step, enabled=options.progress)
+    status = "failed"
+    sim: Simulation | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if factory is None:
+                stack.enter_context(Services(options))
+                factory = _factory(options, settings, run_dir.name)
+            sim = Simulation(
+                scenario,
+                settings,
+                run_dir,
+                factory,
+                per_host,
+                checkpoint_every=options.checkpoint_every,
+                sequential=options.sequential,
+                on_step=progress.update,
+            )
+            asyncio.run(_drive(sim, until_step, resume_from))
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        manifest["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.close()
+        manifest.update(status=status, ended=_now())
+        if sim is not None:
+            manifest["step"] = sim.step_no
+            stats = manifest.setdefault("stats", [])
+            stats.append({"from_step": resume_from or 0, **sim.stats.as_dict()})
+        write_manifest(run_dir, manifest)
+    if options.engine.model == "tiny" and options.progress:
+        print(TINY_MODEL_NOTE)
+
+
+async def _drive(sim: Simulation, until_step: int, resume_from: int | None) -> None:
+    sim.place_hosts()
+    try:
+        if resume_from is None:
+            await sim.begin()
+        else:
+            await sim.resume(resume_from)
+        await sim.run(until_step)
+        await sim.finish()
+    finally:
+        await sim.close()
+
+
+async def interview_run(
+    run_dir: str | os.PathLike[str],
+    question: str,
+    agents: list[str] | None = None,
+    engine: EngineConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Each agent's answer from its memory at the run's last checkpoint, with the records used.
+
+    Runs in this process (no Ray): the run's model (or ``engine``) and the embedder are loaded
+    here; nothing in the run folder changes.
+    """
+    from actors.host import AgentHost
+    from actors.mind.memory_store import InMemoryStore
+    from serving.embedding import MiniLMEmbedder
+    from serving.server import LLMServer
+
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    scenario = Scenario.model_validate(manifest["scenario"])
+    names = [a.name for a in scenario.agents]
+    chosen = names if agents is None else agents
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise RunError(
+            f"{run_dir}: no agent {', '.join(repr(n) for n in unknown)} in this run; "
+            f"agents: {', '.join(names)}"
+        )
+    state = read_checkpoint(run_dir)
+    if engine is None:
+        saved = manifest["options"]["engine"]
+        engine = EngineConfig.model_validate({**saved, "record": None, "replay": None})
+    check_engine(engine, fresh=False)
+    server = LLMServer(engine)
+    server.start()
+    embedder = MiniLMEmbedder()
+    embedder.start()
+    personas = [a.persona() for a in scenario.agents if a.name in chosen]
+    host = AgentHost(
+        personas,
+        manifest["settings"],
+        int(manifest["seed"]),
+        llm=server,
+        embedder=embedder,
+        store=InMemoryStore(embedder.dim),
+    )
+    now = datetime.fromisoformat(state["clock"]["now"])
+    await host.restore(
+        {n: state["agents"][n] for n in chosen},
+        {n: state["memories"][n] for n in chosen},
+        now.isoformat(),
+    )
+    records = {n: {r["id"]: r for r in state["memories"][n]["records"]} for n in chosen}
+    answers = []
+    for name in chosen:
+        answer = await host.interview(name, question, now.isoformat())
+        answer["records"] = [
+            {
+                "id": i,
+                "kind": records[name][i]["kind"],
+                "created": records[name][i]["created"],
+                "description": records[name][i]["description"],
+            }
+            for i in answer["record_ids"]
+            if i in records[name]
+        ]
+        answers.append(answer)
+    return answers
+
+
+def resume_point(run_dir: str | os.PathLike[str]) -> int:
+    """The step a resume would start from (the last checkpoint)."""
+    return int(read_checkpoint(run_dir)["step"])

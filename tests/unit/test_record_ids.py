@@ -1,0 +1,111 @@
+"""Deterministic record ids: per agent and seed, task-local, resumable."""
+
+import asyncio
+import hashlib
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from actors.mind.agent import Agent
+from actors.mind.events import Observation
+from actors.mind.memory import Memory
+from actors.mind.memory_store import InMemoryStore
+from actors.mind.persona import Persona
+from actors.mind.records import MemoryRecord, RecordIds, new_record_id, record_ids
+from actors.mind.settings import MindSettings
+from serving.scripted import ScriptedLLM
+from tests.fakes import HashEmbedder, sample_from_schema
+
+START = datetime(2023, 2, 13, 7, 0)
+ISABELLA = Persona("Isabella Rodriguez", 34, "friendly", "runs Hobbs Cafe", home="apartment")
+KLAUS = Persona("Klaus Mueller", 20, "curious", "student", home="dorm")
+
+
+def seeded_answers(request):
+    """A valid answer that depends only on the request's seed (so a resumed run answers alike)."""
+    return sample_from_schema(request.json_schema, random.Random(request.seed))
+
+
+def make_agent(persona: Persona, seed: int, store: InMemoryStore | None = None) -> Agent:
+    store = store or InMemoryStore(dim=64)
+    settings = MindSettings.from_preset("paper", reflection={"threshold": 30})
+    memory = Memory(persona.name, store, HashEmbedder(), settings.retrieval)
+    return Agent(persona, ScriptedLLM(seeded_answers), memory, settings, seed=seed)
+
+
+def observations(agent: str, i: int) -> list[Observation]:
+    other = "Klaus Mueller" if agent != "Klaus Mueller" else "Isabella Rodriguez"
+    return [
+        Observation("agent", other, f"{other} is reading chapter {i}", "cafe", 2),
+        Observation("object", "cafe:stove", f"the stove is heating pot {i}", "cafe", 1),
+    ]
+
+
+async def live(agent: Agent, steps: range) -> None:
+    for i in steps:
+        await agent.step(observations(agent.name, i), START + timedelta(minutes=10 * i))
+
+
+def test_ids_are_a_seeded_prefix_and_a_counter_and_valid_uuid_hex() -> None:
+    ids = RecordIds(7, "Isabella Rodriguez")
+    prefix = hashlib.sha256(b"7:Isabella Rodriguez").hexdigest()[:16]
+    first, second = ids.next(), ids.next()
+    assert first == prefix + "0" * 15 + "1" and second == prefix + "0" * 15 + "2"
+    for i in (first, second):
+        assert len(i) == 32 and uuid.UUID(hex=i).hex == i
+    twin = RecordIds(7, "Isabella Rodriguez")
+    twin.set_state(ids.get_state())
+    assert twin.next() == ids.next()
+    assert RecordIds(8, "Isabella Rodriguez").next()[:16] != prefix
+
+
+def test_records_take_ids_from_the_source_only_inside_the_block() -> None:
+    outside = new_record_id()
+    assert len(outside) == 32 and uuid.UUID(hex=outside).version == 4
+    ids = RecordIds(0, "a")
+    with record_ids(ids):
+        made = MemoryRecord("a", "observation", "x", START, 3)
+        inner = RecordIds(0, "b")
+        with record_ids(inner):
+            assert new_record_id() == inner.prefix + f"{1:016x}"
+        assert new_record_id() == ids.prefix + f"{2:016x}"
+    assert made.id == ids.prefix + f"{1:016x}"
+    assert not new_record_id().startswith(ids.prefix)
+
+
+async def test_agents_stepped_concurrently_each_use_their_own_sequence() -> None:
+    store = InMemoryStore(dim=64)
+    isabella, klaus = make_agent(ISABELLA, 1, store), make_agent(KLAUS, 1, store)
+    await asyncio.gather(live(isabella, range(12)), live(klaus, range(12)))
+    for agent in (isabella, klaus):
+        ids = [r.id for r in await store.records(agent.name)]
+        assert ids and all(i.startswith(agent.ids.prefix) for i in ids)
+        counters = sorted(int(i[16:], 16) for i in ids)
+        assert counters == list(range(1, len(ids) + 1))  # none taken by the other agent
+        assert agent.ids.counter == len(ids)
+    assert isabella.ids.prefix != klaus.ids.prefix
+
+
+async def test_the_same_seed_gives_the_same_ids_and_a_resumed_run_the_same_records() -> None:
+    whole = make_agent(ISABELLA, 5)
+    await live(whole, range(30))
+
+    first_half = make_agent(ISABELLA, 5)
+    await live(first_half, range(15))
+    store = InMemoryStore(dim=64)
+    store.set_state(first_half.memory.store.get_state())  # type: ignore[attr-defined]
+    resumed = make_agent(ISABELLA, 5, store)
+    resumed.set_state(first_half.get_state())
+    await live(resumed, range(15, 30))
+
+    def rows(records: list[MemoryRecord]) -> list[tuple]:
+        return [(r.id, r.kind, r.description, r.created, r.evidence) for r in records]
+
+    assert rows(await resumed.memory.records()) == rows(await whole.memory.records())
+    assert resumed.get_state() == whole.get_state()
+
+    other_seed = make_agent(ISABELLA, 6)
+    await live(other_seed, range(3))
+    assert not {r.id for r in await other_seed.memory.records()} & {
+        r.id for r in await whole.memory.records()
+    }

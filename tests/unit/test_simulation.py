@@ -1,0 +1,249 @@
+"""The driver in one process: hosts are local objects, the model is scripted (no Ray here).
+
+What is checked: every table gets rows with its documented columns, agents that only continue
+make no model call, checkpoints, a run interrupted and resumed equals one that was not, and a
+host that dies mid-run is restarted with nothing lost or duplicated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from actors.mind.memory_store import InMemoryStore
+from cluster.checkpoints import checkpoint_steps, read_checkpoint
+from cluster.hosts import HostRef, local_host_factory
+from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
+from cluster.simulation import Simulation
+from scenarios.loader import mind_settings, parse_scenario
+from serving.scripted import ScriptedLLM
+from tests.fakes import HashEmbedder, content_seeded_answers
+
+DIM = 64
+
+
+def scenario_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "cafe-test",
+        "start": "2024-03-04T08:00:00",
+        "step_seconds": 600,
+        "duration_hours": 2,
+        "checkpoint_every": 4,
+        "settings": {
+            "perception": {"vision_radius": 8, "attention_bandwidth": 4, "retention": 6},
+            "reflection": {"threshold": 12},
+            "dialogue": {"cooldown_steps": 3, "max_utterances": 4},
+        },
+        "world": {
+            "name": "Testville",
+            "sectors": [
+                {
+                    "name": "Ada's house",
+                    "position": [0, 0],
+                    "arenas": [
+                        {"name": "bedroom", "objects": [{"name": "bed"}, {"name": "desk"}]},
+                        {"name": "kitchen", "objects": [{"name": "stove"}]},
+                    ],
+                },
+                {
+                    "name": "Corner Cafe",
+                    "position": [40, 0],
+                    "arenas": [
+                        {
+                            "name": "cafe",
+                            "objects": [{"name": "espresso machine"}, {"name": "table"}],
+                        }
+                    ],
+                },
+            ],
+        },
+        "agents": [
+            {
+                "name": name,
+                "age": 30 + i,
+                "traits": "curious, kind",
+                "lifestyle": "wakes at 7, sleeps at 23",
+                "home": "Ada's house:bedroom" if i == 0 else "Ada's house:kitchen",
+                "start": "Corner Cafe:cafe",
+                "known_places": ["Corner Cafe:cafe"],
+                "relationships": {other: "a friend" for other in NAMES if other != name},
+                "memories": [
+                    f"{name} wants to talk about the town fair",
+                    {"text": "x", "importance": 3},
+                ],
+            }
+            for i, name in enumerate(NAMES)
+        ],
+        "events": [{"at": "2024-03-04T08:30:00", "text": "The church bells ring"}],
+    }
+    data.update(overrides)
+    return data
+
+
+NAMES = ["Ada Byrne", "Ben Ortiz", "Cleo Park"]
+
+
+class Setup:
+    """A scenario with local hosts over shared stores (a store outlives its host)."""
+
+    def __init__(self, tmp: Path, per_host: int = 2, **overrides: Any) -> None:
+        self.scenario = parse_scenario(scenario_data(**overrides))
+        self.settings = mind_settings(self.scenario)
+        self.llm = ScriptedLLM(content_seeded_answers(7))
+        self.stores: dict[int, InMemoryStore] = {}
+        self.per_host = per_host
+        self.made: list[HostRef] = []
+        base = local_host_factory(
+            self.settings.model_dump(mode="json"),
+            3,
+            self.llm,
+            HashEmbedder(DIM),
+            lambda i: self.stores.setdefault(i, InMemoryStore(DIM)),
+        )
+
+        def factory(index: int, personas: Any) -> HostRef:
+            host = base(index, personas)
+            self.made.append(host)
+            return host
+
+        self.factory = factory
+        self.tmp = tmp
+
+    def sim(self, name: str, **kwargs: Any) -> Simulation:
+        sim = Simulation(
+            self.scenario, self.settings, self.tmp / name, self.factory, self.per_host, **kwargs
+        )
+        sim.place_hosts()
+        return sim
+
+
+async def full_run(setup: Setup, name: str, steps: int) -> Simulation:
+    sim = setup.sim(name)
+    await sim.begin()
+    await sim.run(steps)
+    await sim.finish()
+    return sim
+
+
+def final_state(run_dir: Path) -> dict[str, Any]:
+    state = read_checkpoint(run_dir)
+    for mem in state["memories"].values():
+        mem.pop("vectors")
+    return state
+
+
+async def test_a_run_writes_every_table_with_its_columns(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    sim = await full_run(setup, "run", 12)
+    run = tmp_path / "run"
+    for name, schema in (
+        ("events", EVENTS),
+        ("llm_calls", LLM_CALLS),
+        ("retrievals", RETRIEVALS),
+        ("memories", MEMORIES),
+    ):
+        table = pq.read_table(run / f"{name}.parquet")
+        assert table.schema.names == schema.names, name
+        assert table.num_rows > 0, name
+    events = pq.read_table(run / "events.parquet").to_pylist()
+    kinds = {e["kind"] for e in events}
+    assert {"activity", "observation", "plan", "event"} <= kinds
+    assert {e["agent"] for e in events if e["kind"] == "plan"} == set(NAMES)
+    bells = [e for e in events if e["kind"] == "event"]
+    assert {e["agent"] for e in bells} == set(NAMES) and len(bells) == 3
+    calls = pq.read_table(run / "llm_calls.parquet").to_pylist()
+    assert {c["agent"] for c in calls} == set(NAMES)
+    assert all(c["step"] is not None and c["purpose"] for c in calls)
+    assert len(calls) == len(setup.llm.calls)
+    assert checkpoint_steps(run) == [0, 4, 8, 12]
+    assert sim.stats.steps == 12 and sim.stats.agent_steps == 36
+    # agents that only continued their action were not sent to their hosts
+    assert sim.stats.thinking_steps < sim.stats.agent_steps
+
+
+async def test_conversations_run_between_hosts(tmp_path: Path) -> None:
+    setup = Setup(tmp_path, per_host=1)
+    sim = await full_run(setup, "run", 12)
+    events = pq.read_table(tmp_path / "run" / "events.parquet").to_pylist()
+    assert sim.stats.conversations > 0
+    utterances = [e for e in events if e["kind"] == "utterance"]
+    assert utterances and {e["agent"] for e in utterances} <= set(NAMES)
+    memories = pq.read_table(tmp_path / "run" / "memories.parquet").to_pylist()
+    assert any(m["kind"] == "chat" for m in memories)
+
+
+async def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = await full_run(Setup(tmp_path / "a"), "run", 12)
+    setup = Setup(tmp_path / "b")
+
+    def interrupt(sim: Simulation) -> None:
+        if sim.step_no == 6:  # after checkpoint 4: steps 4 and 5 wrote memories, then a crash
+            raise KeyboardInterrupt
+
+    first = setup.sim("run", on_step=interrupt)
+    await first.begin()
+    with pytest.raises(KeyboardInterrupt):
+        await first.run(12)
+    assert checkpoint_steps(tmp_path / "b" / "run") == [0, 4]
+    store = setup.stores[0]
+    assert await store.count(NAMES[0]) > 0
+    second = setup.sim("run")  # the same stores: what steps 4-5 wrote must be discarded
+    assert await second.resume() == 4
+    await second.run(12)
+    await second.finish()
+    assert final_state(tmp_path / "b" / "run") == final_state(tmp_path / "a" / "run")
+    for table in ("events", "llm_calls", "memories"):
+        a = pq.read_table(tmp_path / "a" / "run" / f"{table}.parquet")
+        b = pq.read_table(tmp_path / "b" / "run" / f"{table}.parquet")
+        drop = [c for c in ("latency_s", "engine_s", "request_id") if c in a.schema.names]
+        assert b.drop_columns(drop).sort_by("step").to_pylist() == (
+            a.drop_columns(drop).sort_by("step").to_pylist()
+        ), table
+    assert whole.stats.steps == 12
+
+
+class _Dies:
+    """A host that dies (as a Ray actor would) when asked for its state the ``nth`` time: in
+    the middle of a checkpoint, after it has written memories since the previous one."""
+
+    def __init__(self, host: Any, nth: int) -> None:
+        self._host, self._nth, self._calls, self.died = host, nth, 0, False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._host, name)
+        if name != "get_state":
+            return method
+
+        async def get_state() -> Any:
+            self._calls += 1
+            if self._calls == self._nth:
+                self.died = True
+                raise ActorDiedError("the host's process exited")
+            return await method()
+
+        return get_state
+
+
+class ActorDiedError(Exception):
+    """Named as Ray's, so the driver treats it as a host death."""
+
+
+async def test_a_host_that_dies_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
+    await full_run(Setup(tmp_path / "a", per_host=1), "run", 12)
+    setup = Setup(tmp_path / "b", per_host=1)
+    sim = setup.sim("run")
+    doomed = sim.hosts[1]
+    doomed.target = _Dies(doomed.target, nth=3)  # at checkpoint 8
+    await sim.begin()
+    await sim.run(12)
+    await sim.finish()
+    assert doomed.target.died and sim.stats.recoveries == 1
+    assert sim.hosts[1] is not doomed  # a new host took its place
+    state = final_state(tmp_path / "b" / "run")
+    for mem in state["memories"].values():
+        ids = [r["id"] for r in mem["records"]]
+        assert len(ids) == len(set(ids))
+    assert state == final_state(tmp_path / "a" / "run")
