@@ -10,6 +10,8 @@ plain data (dicts, lists, str, int, float, bool, None, bytes), never dataclasses
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -78,6 +80,7 @@ class AgentHost:
         sequential: bool = False,
         collection_prefix: str = "simulacra",
     ) -> None:
+        self._baseline_rss_mb = _rss_mb()  # before any agent is built (see :meth:`usage`)
         if llm is None or embedder is None:
             from serving.clients import ServeEmbedder, ServeLLM
 
@@ -122,6 +125,17 @@ class AgentHost:
     async def ping(self) -> bool:
         """True (a health check)."""
         return True
+
+    async def usage(self) -> dict[str, Any]:
+        """This host's process: ``pid``, ``rss_mb`` now, ``peak_rss_mb`` so far,
+        ``baseline_rss_mb`` (at the start of ``__init__``, before the agents) and ``agents``."""
+        return {
+            "pid": os.getpid(),
+            "rss_mb": _rss_mb(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "baseline_rss_mb": self._baseline_rss_mb,
+            "agents": len(self.agents),
+        }
 
     async def names(self) -> list[str]:
         """The hosted agents' names."""
@@ -318,6 +332,18 @@ class AgentHost:
             result = close()
             if asyncio.iscoroutine(result):
                 await result
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB (``VmRSS``; 0.0 where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def remote_host(**actor_options: Any) -> Any:

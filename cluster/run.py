@@ -184,7 +184,7 @@ class Services:
         if {LLM_APP, EMBEDDING_APP} <= running:
             log.warning("using the LLM and embedding services already running on the cluster")
         else:
-            start_services(engine, ServiceOptions(port=_free_port()))
+            start_services(engine, ServiceOptions(port=_free_port(), quiet=True))
             self.started = True
         return self
 

@@ -35,7 +35,7 @@ class LLMServer:
         self._busy_since = 0.0
         self._busy_s = 0.0
         if config.replay is not None:
-            self.answerer = ReplayLLM(config.replay)
+            self.answerer = ReplayLLM(config.replay, repeat_last=True)
         elif config.record is not None:
             self.answerer = RecordingLLM(self.engine, config.record, append=True)
 

@@ -22,6 +22,7 @@ class ServiceOptions:
     api_key: str | None = None
     embeddings: bool = True
     llm_route: str = "/"
+    quiet: bool = False  # Serve logs warnings only, no line per request (simulation runs)
 
 
 def start_services(
@@ -38,7 +39,14 @@ def start_services(
     from ray import serve
 
     options = options or ServiceOptions()
-    serve.start(http_options={"host": options.host, "port": options.port})
+    logging_config = None
+    if options.quiet:
+        from ray.serve.schema import LoggingConfig
+
+        logging_config = LoggingConfig(log_level="WARNING", enable_access_log=False)
+    serve.start(
+        http_options={"host": options.host, "port": options.port}, logging_config=logging_config
+    )
     log.info("starting the LLM service (%s, %s)", config.engine, config.model)
     serve.run(
         llm_app(config, api_key=options.api_key, engine=engine),

@@ -114,15 +114,23 @@ class ReplayLLM:
         strict: raise :class:`ReplayMissError` for a request with no recorded answer left;
             otherwise it comes back as an error row.
         fallback: an LLM that answers the misses instead (neither raise nor error row).
+        repeat_last: a request whose recorded answers are all used gets the last of them again
+            (a simulation rolled back to a checkpoint asks the same questions once more).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], strict: bool = True, fallback: LLM | None = None
+        self,
+        path: str | os.PathLike[str],
+        strict: bool = True,
+        fallback: LLM | None = None,
+        repeat_last: bool = False,
     ) -> None:
         self.path = Path(path)
         self.strict = strict
         self.fallback = fallback
+        self.repeat_last = repeat_last
         self._records = load_recording(self.path)
+        self._last = {request.content_key(): i for i, (request, _) in enumerate(self._records)}
         self._used: set[int] = set()
         self._queues: dict[tuple[Any, ...], deque[int]] = {}
         self._counts: dict[tuple[Any, ...], int] = defaultdict(int)
@@ -160,9 +168,16 @@ class ReplayLLM:
         keys = [request.content_key() for request in requests]
         taken: dict[tuple[Any, ...], int] = defaultdict(int)
         picks: list[int | None] = []
-        for key in keys:
+        repeats: set[int] = set()  # rows answered again with a used answer (not consumed)
+        for row, key in enumerate(keys):
             queue = self._queues.get(key, deque())
-            picks.append(queue[taken[key]] if taken[key] < len(queue) else None)
+            if taken[key] < len(queue):
+                picks.append(queue[taken[key]])
+            elif self.repeat_last and key in self._last:
+                picks.append(self._last[key])
+                repeats.add(row)
+            else:
+                picks.append(None)
             taken[key] += 1
         missed = [i for i, pick in enumerate(picks) if pick is None]
         results: list[LLMResult | None] = [None] * len(requests)
@@ -179,8 +194,9 @@ class ReplayLLM:
                 results[i] = LLMResult.failure(requests[i], self._miss_message(requests[i]))
         for i, (key, pick) in enumerate(zip(keys, picks, strict=True)):
             if pick is not None:  # consumed only once the call cannot fail any more
-                self._queues[key].popleft()
-                self._used.add(pick)
+                if i not in repeats:
+                    self._queues[key].popleft()
+                    self._used.add(pick)
                 recorded = self._records[pick][1]
                 results[i] = dataclasses.replace(recorded, request_id=requests[i].request_id)
         self.hits += len(requests) - len(missed)

@@ -610,3 +610,20 @@ async def test_wrappers_compose_and_a_recorded_stack_replays_identically(
     assert engine.batches == []
     for original, replayed in zip(results, again, strict=True):
         assert same_answer(original, replayed)
+
+
+async def test_replay_can_repeat_the_last_answer_after_a_rollback(tmp_path: Path) -> None:
+    from serving.wrappers.recording import RecordingLLM, ReplayLLM, ReplayMissError
+
+    path = tmp_path / "rec.msgpack"
+    recorder = RecordingLLM(ScriptedLLM(lambda r: {"n": r.seed}), path)
+    request = LLMRequest(prompt="same question", json_schema={"type": "object"}, seed=5)
+    (first,) = await recorder.generate([request])
+    strict = ReplayLLM(path)
+    await strict.generate([request])
+    with pytest.raises(ReplayMissError):
+        await strict.generate([request])
+    again = ReplayLLM(path, repeat_last=True)
+    answers = [(await again.generate([request]))[0] for _ in range(3)]
+    assert [a.text for a in answers] == [first.text] * 3
+    assert len(again) == 0  # the one recorded answer was used once, then repeated
