@@ -113,10 +113,17 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
         raise UsageError("give --record or --replay, not both")
     data: dict = dict(base or {})
     engine = dict(data.get("engine") or {})
-    for key in ("engine", "model"):
+    for key, field in (
+        ("engine", "engine"),
+        ("model", "model"),
+        ("base_url", "base_url"),
+        ("upstream_api_key", "api_key"),
+    ):
         value = getattr(args, key, None)
         if value is not None:
-            engine[key] = value
+            engine[field] = value
+    if engine.get("engine") == "openai" and not engine.get("base_url"):
+        raise UsageError("--engine openai needs --base-url (the OpenAI-compatible server)")
     for key, other in (("record", "replay"), ("replay", "record")):
         value = getattr(args, key, None)
         if value is not None:  # a resumed run may switch between recording and replaying
@@ -216,6 +223,8 @@ def _cmd_import_ga(args: argparse.Namespace) -> int:
 def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--engine", choices=["hf", "vllm", "openai"], default=None)
     p.add_argument("--model", default=None, help="folder, hub id, or 'tiny' (default: tiny)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server (--engine openai)")
+    p.add_argument("--upstream-api-key", default=None, help="key for --base-url")
     p.add_argument("--steps", type=int, default=None, help="run this many steps")
     if not resume:
         p.add_argument("--until", default=None, help="run until this game time (ISO)")
@@ -315,7 +324,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _optional_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input from the scenario tools."""
     from scenarios.import_ga import GAImportError
-
     from scenarios.loader import ScenarioError
 
     return (ScenarioError, GAImportError, FileExistsError)

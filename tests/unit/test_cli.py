@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from cluster.cli import main
@@ -27,3 +29,38 @@ def test_serve_with_a_missing_adapter_folder_names_it(
 def test_openai_engine_needs_a_base_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--engine", "openai", "--model", "m"]) == 2
     assert "--base-url" in capsys.readouterr().err
+
+
+def test_run_with_a_bad_scenario_fails_before_anything_starts(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstart: 2024-03-04T07:00:00\nduraton_hours: 1\n")
+    out = tmp_path / "run"
+    assert main(["run", str(bad), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "duraton_hours" in err and "unknown key" in err
+    assert "world" in err  # every problem at once, each with its path
+    assert not out.exists()
+
+
+def test_run_refuses_an_output_folder_that_holds_something(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    town = Path(__file__).parents[2] / "scenarios" / "town.yaml"
+    assert main(["run", str(town), "--out", str(out), "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_run_refuses_a_missing_replay_file(tmp_path, capsys) -> None:
+    town = Path(__file__).parents[2] / "scenarios" / "town.yaml"
+    missing = tmp_path / "nope.msgpack"
+    code = main(["run", str(town), "--out", str(tmp_path / "r"), "--replay", str(missing)])
+    assert code == 2
+    assert "nope.msgpack" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys) -> None:
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
