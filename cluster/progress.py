@@ -30,6 +30,7 @@ class Progress:
             from tqdm import tqdm
 
             self._base = sim.step_no - 1
+            self._started = time.perf_counter() - sum(sim.stats.per_step_s)  # from step one
             self._bar = tqdm(
                 total=self._until,
                 initial=self._base,

@@ -18,7 +18,14 @@ import pytest
 from cluster.checkpoints import checkpoint_dir, checkpoint_steps, read_checkpoint
 from cluster.hosts import ray_host_factory
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
-from cluster.run import RunOptions, Services, read_manifest, resume_run, start_run
+from cluster.run import (
+    RunOptions,
+    Services,
+    interview_run,
+    read_manifest,
+    resume_run,
+    start_run,
+)
 from cluster.simulation import Simulation
 from scenarios.loader import load_scenario, mind_settings
 from scenarios.schema import Scenario
@@ -150,3 +157,14 @@ async def test_a_killed_host_is_restarted_and_no_memory_is_lost(
         ids = [r["id"] for r in memory["records"]]
         assert len(ids) == len(set(ids))
     assert state == final_state(run)
+
+
+async def test_interview_answers_from_the_end_of_run_memory(recorded: tuple[Path, Path]) -> None:
+    run, _ = recorded
+    before = final_state(run)
+    answers = await interview_run(run, "Who did you talk to today?", ["Owen Castell"])
+    (answer,) = answers
+    assert answer["agent"] == "Owen Castell" and isinstance(answer["answer"], str)
+    ids = {r["id"] for r in before["memories"]["Owen Castell"]["records"]}
+    assert answer["records"] and {r["id"] for r in answer["records"]} <= ids
+    assert final_state(run) == before  # an interview changes nothing in the run folder
