@@ -28,6 +28,7 @@ class EngineConfig(BaseModel):
     # hf
     device: str | None = None  # None: cuda when present, else cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    cpu_threads: int | None = Field(None, ge=1)  # torch threads on a CPU; None: half the cores
     max_batch_size: int = Field(32, ge=1)
     batch_wait_ms: float = Field(5.0, ge=0)
     # vllm

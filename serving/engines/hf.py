@@ -21,6 +21,7 @@ from typing import Any
 from serving.adapters import check_request_adapter
 from serving.batcher import DynamicBatcher
 from serving.config import EngineConfig
+from serving.cpu_threads import set_cpu_threads
 from serving.llm import ModelInfo
 from serving.schema import check_request_schema, parse_and_validate
 from serving.seeds import derive_seed
@@ -106,6 +107,8 @@ class HFEngine:
         path, adapters = resolve_model(self.config.model, self.config.adapters)
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._device = torch.device(device)
+        if self._device.type == "cpu":
+            set_cpu_threads(self.config.cpu_threads)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype(device))
         model.to(self._device)
