@@ -247,3 +247,29 @@ async def test_a_host_that_dies_is_restarted_and_nothing_is_lost(tmp_path: Path)
         ids = [r["id"] for r in mem["records"]]
         assert len(ids) == len(set(ids))
     assert state == final_state(tmp_path / "a" / "run")
+
+
+async def test_an_imported_generative_agents_scenario_runs(tmp_path: Path) -> None:
+    from scenarios.import_ga import import_ga_to_file
+    from scenarios.loader import load_scenario
+
+    ville = Path(__file__).parents[3] / "shared" / "data" / "the_ville_n25"
+    import_ga_to_file(ville, tmp_path / "ville.yaml", hours=1)
+    scenario = load_scenario(tmp_path / "ville.yaml")
+    settings = mind_settings(scenario)
+    llm = ScriptedLLM(content_seeded_answers(1))
+    factory = local_host_factory(
+        settings.model_dump(mode="json"),
+        0,
+        llm,
+        HashEmbedder(DIM),
+        lambda i: InMemoryStore(DIM),
+    )
+    sim = Simulation(scenario, settings, tmp_path / "run", factory, 13, checkpoint_every=2)
+    sim.place_hosts()
+    await sim.begin()
+    await sim.run(3)
+    await sim.finish()
+    events = pq.read_table(tmp_path / "run" / "events.parquet").to_pylist()
+    planned = {e["agent"] for e in events if e["kind"] == "plan"}
+    assert planned == {a.name for a in scenario.agents} and len(planned) == 25
