@@ -100,6 +100,7 @@ class AgentHost:
         self.settings = MindSettings.model_validate(settings or {})
         self.agents: dict[str, Agent] = {}
         self._traces: list[dict[str, Any]] = []  # retrieval trace rows, tagged with their step
+        self._reported = (0, 0)  # requests and tokens already reported by step()
         for data in personas:
             persona = Persona.from_dict(data)
             if persona.name in self.agents:
@@ -175,12 +176,13 @@ class AgentHost:
             self._keep_traces(name, step)
             return [a.to_dict() for a in actions]
 
-        calls, tokens = self.tally.requests, self.tally.tokens
+        calls, tokens = self._reported
         actions = await self._each(list(observations), one)
+        self._reported = (self.tally.requests, self.tally.tokens)
         return {
             "actions": actions,
             "written": {n: self._written(n) for n in observations},
-            "calls": self.tally.requests - calls,
+            "calls": self.tally.requests - calls,  # this step's, and any conversation's since
             "tokens": self.tally.tokens - tokens,
         }
 
@@ -216,6 +218,7 @@ class AgentHost:
         await self._each(list(memories), one)
         for name in memories:  # starting memories, not events of a step
             self.agents[name].memory.drain_journal()
+        self._reported = (self.tally.requests, self.tally.tokens)
 
     async def speak(
         self, name: str, other: str, transcript: list[list[str]], now: str, step: int

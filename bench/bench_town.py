@@ -235,6 +235,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--synthetic", type=int, default=250, help="agents; 0 skips it")
     parser.add_argument("--synthetic-steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="the engine's wait for company"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_town.json"))
     args = parser.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -245,7 +248,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    options = RunOptions(engine=EngineConfig(engine="hf", model="tiny"), progress=False)
+    engine = EngineConfig(engine="hf", model="tiny")
+    if args.batch_wait_ms is not None:
+        engine = engine.model_copy(update={"batch_wait_ms": args.batch_wait_ms})
+    options = RunOptions(engine=engine, progress=False)
     work = Path(tempfile.mkdtemp(prefix="simulacra-bench-town-"))
     started = time.perf_counter()
     with Services(options):

@@ -132,8 +132,12 @@ def llm_app(
     num_cpus: float = 0,
     num_gpus: float | None = None,
     engine: Engine | None = None,
+    quiet: bool = False,
 ) -> serve.Application:
-    """The LLM service bound to its arguments, ready for ``serve.run``."""
+    """The LLM service bound to its arguments, ready for ``serve.run``.
+
+    ``quiet``: warnings only, no log line per request (simulation runs).
+    """
     if num_gpus is None:
         num_gpus = 1 if config.engine == "vllm" else 0
     deployment = serve.deployment(
@@ -141,16 +145,29 @@ def llm_app(
         num_replicas=1,
         max_ongoing_requests=4096,
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+        logging_config=_logging(quiet),
     )(LLMService)
     return deployment.bind(config, api_key, engine)
 
 
-def embedding_app(max_batch_size: int = 64, num_cpus: float = 0) -> serve.Application:
+def embedding_app(
+    max_batch_size: int = 64, num_cpus: float = 0, quiet: bool = False
+) -> serve.Application:
     """The embedding service bound to its arguments, ready for ``serve.run``."""
     deployment = serve.deployment(
         name=EMBEDDING_DEPLOYMENT,
         num_replicas=1,
         max_ongoing_requests=4096,
         ray_actor_options={"num_cpus": num_cpus},
+        logging_config=_logging(quiet),
     )(EmbeddingService)
     return deployment.bind(max_batch_size)
+
+
+def _logging(quiet: bool) -> Any:
+    """Serve's logging for a deployment: warnings only and no access log when ``quiet``."""
+    from ray.serve.schema import LoggingConfig
+
+    if quiet:
+        return LoggingConfig(log_level="WARNING", enable_access_log=False)
+    return LoggingConfig()

@@ -49,13 +49,13 @@ def start_services(
     )
     log.info("starting the LLM service (%s, %s)", config.engine, config.model)
     serve.run(
-        llm_app(config, api_key=options.api_key, engine=engine),
+        llm_app(config, api_key=options.api_key, engine=engine, quiet=options.quiet),
         name=LLM_APP,
         route_prefix=options.llm_route,
     )
     embedder = None
     if options.embeddings:
         log.info("starting the embedding service")
-        serve.run(embedding_app(), name=EMBEDDING_APP, route_prefix=None)
+        serve.run(embedding_app(quiet=options.quiet), name=EMBEDDING_APP, route_prefix=None)
         embedder = ServeEmbedder()
     return ServeLLM(), embedder
