@@ -62,6 +62,15 @@ class RunOptions(BaseModel):
     progress: bool = True
 
 
+def public_options(options: RunOptions) -> dict[str, Any]:
+    """The options as the manifest keeps them: an upstream API key is never written to disk
+    (a resumed run that needs it is given ``--upstream-api-key`` again)."""
+    data = options.model_dump(mode="json")
+    if data["engine"].get("api_key"):
+        data["engine"]["api_key"] = None
+    return data
+
+
 def resolve_agents_per_host(options: RunOptions, n_agents: int) -> int:
     if options.agents_per_host == "auto":
         return auto_agents_per_host(n_agents)
@@ -235,7 +244,7 @@ def start_run(
         "scenario_path": scenario_path,
         "settings": settings.model_dump(mode="json"),
         "seed": options.seed,
-        "options": options.model_dump(mode="json"),
+        "options": public_options(options),
         "agents_per_host": per_host,
         "versions": versions(),
         "started": _now(),
@@ -279,7 +288,7 @@ def resume_run(
         status="running",
         ended=None,
         target_step=until_step,
-        options=options.model_dump(mode="json"),
+        options=public_options(options),
         agents_per_host=per_host,
     )
     manifest["resumes"].append({"from_step": last, "at": _now(), "versions": versions()})

@@ -64,3 +64,13 @@ def test_run_refuses_a_missing_replay_file(tmp_path, capsys) -> None:
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys) -> None:
     assert main(["resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_the_manifest_never_holds_an_upstream_api_key() -> None:
+    from cluster.run import RunOptions, public_options
+    from serving.config import EngineConfig
+
+    engine = EngineConfig(engine="openai", model="m", base_url="http://127.0.0.1:1", api_key="s3")
+    options = RunOptions(engine=engine)
+    assert "s3" not in str(public_options(options))
+    assert options.engine.api_key == "s3"  # the running process still has it
