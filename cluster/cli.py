@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--hours", type=float, default=48.0, help="the scenario's duration")
     imp.add_argument("--force", action="store_true", help="overwrite the output")
     imp.set_defaults(func=_cmd_import_ga)
+
+    from characters.cli import add_character_commands
+
+    add_character_commands(sub)
     return parser
 
 
@@ -314,7 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except bad_input as exc:
-        print(f"simulacra {args.command}: error: {exc}", file=sys.stderr)
+        command = args.command
+        if command == "character":
+            command += f" {args.character_command}"
+        print(f"simulacra {command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"simulacra {args.command}: interrupted", file=sys.stderr)
@@ -323,10 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _optional_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input from the scenario tools."""
+    from characters.data import DataError
+    from characters.profile import ProfileError
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
 
-    return (ScenarioError, GAImportError, FileExistsError)
+    return (ScenarioError, GAImportError, FileExistsError, ProfileError, DataError)
 
 
 if __name__ == "__main__":

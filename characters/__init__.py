@@ -1,0 +1,1 @@
+"""Character-LLM: from a profile to a trained LoRA adapter and its evaluation."""
