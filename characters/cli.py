@@ -51,6 +51,7 @@ def add_character_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--scenes-per-chunk", type=int, default=20)
     build.add_argument("--prompts", type=int, default=100, help="scene-extraction prompts")
     build.add_argument("--concurrency", type=int, default=32, help="generations in flight")
+    build.add_argument("--max-tokens", type=int, default=2048, help="a script's token limit")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="the data folder (resumed if it exists)")
     build.set_defaults(func=_build)

@@ -124,6 +124,17 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
             engine[field] = value
     if engine.get("engine") == "openai" and not engine.get("base_url"):
         raise UsageError("--engine openai needs --base-url (the OpenAI-compatible server)")
+    if getattr(args, "adapter", None):
+        from serving.adapters import parse_adapter_spec
+
+        adapters = dict(engine.get("adapters") or {})
+        for spec in args.adapter:
+            try:
+                name, path = parse_adapter_spec(spec)
+            except Exception as exc:
+                raise UsageError(str(exc)) from None
+            adapters[name] = str(Path(path).resolve())
+        engine["adapters"] = adapters
     for key, other in (("record", "replay"), ("replay", "record")):
         value = getattr(args, key, None)
         if value is not None:  # a resumed run may switch between recording and replaying
@@ -223,6 +234,9 @@ def _cmd_import_ga(args: argparse.Namespace) -> int:
 def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--engine", choices=["hf", "vllm", "openai"], default=None)
     p.add_argument("--model", default=None, help="folder, hub id, or 'tiny' (default: tiny)")
+    p.add_argument(
+        "--adapter", action="append", metavar="NAME=PATH", help="serve a LoRA adapter (repeat)"
+    )
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server (--engine openai)")
     p.add_argument("--upstream-api-key", default=None, help="key for --base-url")
     p.add_argument("--steps", type=int, default=None, help="run this many steps")
@@ -332,10 +346,18 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input from the scenario tools."""
     from characters.data import DataError
     from characters.profile import ProfileError
+    from characters.train import AdapterBaseError
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
 
-    return (ScenarioError, GAImportError, FileExistsError, ProfileError, DataError)
+    return (
+        ScenarioError,
+        GAImportError,
+        FileExistsError,
+        ProfileError,
+        DataError,
+        AdapterBaseError,
+    )
 
 
 if __name__ == "__main__":

@@ -152,18 +152,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def check_engine(config: EngineConfig, fresh: bool) -> None:
-    """Fails before anything starts on a missing model, adapter or replay file."""
+def check_engine(config: EngineConfig, fresh: bool, scenario: Scenario | None = None) -> None:
+    """Fails before anything starts on a missing model, adapter or replay file, an adapter
+    trained on another base model, or a scenario agent whose adapter is not served."""
     from serving.tiny_model import resolve_model
 
     if config.engine != "openai":
-        resolve_model(config.model, config.adapters)
+        _, served = resolve_model(config.model, config.adapters)
+        for folder in served.values():
+            if (Path(folder) / "card.json").is_file():  # trained by `simulacra character train`
+                from characters.train import AdapterBaseError, check_adapter_base
+
+                try:
+                    check_adapter_base(folder, config.model)
+                except AdapterBaseError as exc:
+                    raise RunError(str(exc)) from None
+        if scenario is not None:
+            missing = [
+                f"{a.name} ({a.adapter})"
+                for a in scenario.agents
+                if a.adapter is not None and a.adapter not in served
+            ]
+            if missing:
+                raise RunError(
+                    f"agents name adapters the service does not serve: {', '.join(missing)}; "
+                    f"served: {', '.join(sorted(served)) or 'none'} (add --adapter NAME=PATH)"
+                )
     if config.replay is not None and not Path(config.replay).is_file():
         raise RunError(f"--replay {config.replay}: no such file")
     if fresh and config.record is not None:
-        path = Path(config.record)
-        if path.exists() and path.stat().st_size > 0:
-            raise RunError(f"--record {path} already holds a recording; nothing was touched")
+        record = Path(config.record)
+        if record.exists() and record.stat().st_size > 0:
+            raise RunError(f"--record {record} already holds a recording; nothing was touched")
 
 
 class Services:
@@ -236,7 +256,7 @@ def start_run(
     until_step = target_step(scenario, 0, options.steps, options.until)
     per_host = resolve_agents_per_host(options, len(scenario.agents))
     if factory is None:
-        check_engine(options.engine, fresh=True)
+        check_engine(options.engine, fresh=True, scenario=scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "format": "simulacra-run",
@@ -282,7 +302,7 @@ def resume_run(
         )
     per_host = resolve_agents_per_host(options, len(scenario.agents))
     if factory is None:
-        check_engine(options.engine, fresh=False)
+        check_engine(options.engine, fresh=False, scenario=scenario)
     prune_after(run_dir, last)
     manifest.update(
         status="running",

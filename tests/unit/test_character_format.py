@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from characters.data import DataError, read_prompted, read_scenes, write_prompted, write_scenes
+from characters.data import (
+    DataError,
+    Scene,
+    read_prompted,
+    read_scenes,
+    write_prompted,
+    write_scenes,
+)
 from characters.examples import EOT, format_output, prompt_for, to_prompted
 from characters.profile import ProfileError, load_profile, parse_profile
 
@@ -75,7 +82,7 @@ def test_a_scene_becomes_a_prompted_record() -> None:
 
 
 def test_layouts_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
-    scene = {
+    scene: Scene = {
         "setting": "debate",
         "dialogue": [{"role": "A", "action": "speaking", "content": "x"}],
         "location": "L",

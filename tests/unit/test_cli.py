@@ -74,3 +74,18 @@ def test_the_manifest_never_holds_an_upstream_api_key() -> None:
     options = RunOptions(engine=engine)
     assert "s3" not in str(public_options(options))
     assert options.engine.api_key == "s3"  # the running process still has it
+
+
+def test_a_run_whose_agent_names_an_unserved_adapter_fails_first(tmp_path, capsys) -> None:
+    from scenarios.loader import write_scenario
+    from scenarios.synthetic import synthetic_town
+
+    town = synthetic_town(2, seed=0, hours=0.05)
+    agents = [town.agents[0].model_copy(update={"adapter": "hermione"}), town.agents[1]]
+    path = tmp_path / "town.yaml"
+    write_scenario(town.model_copy(update={"agents": agents}), path)
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "hermione" in err and agents[0].name in err and "alice" in err
+    assert not out.exists()
