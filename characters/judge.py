@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from serving.json_schemas import obj as object_schema
+from serving.json_schemas import text as bounded_text
 from serving.types import LLMRequest, LLMResult
 
 DIMENSIONS: tuple[str, ...] = ("Memorization", "Values", "Personality", "Hallucination")
@@ -50,35 +52,6 @@ CRITERIA: dict[str, str] = {
         "Drifting into another persona, or into a generic assistant, lowers the score."
     ),
 }
-
-_TEXT_CHARS = r"A-Za-z0-9 ,.;:!?'()\-"
-_MAX_REPEAT = 128  # xgrammar's largest repetition bound (see actors/mind/schemas.py)
-
-
-def bounded_text(max_chars: int) -> dict[str, Any]:
-    """A line of plain text of 1..``max_chars`` characters, bounded by a pattern (no maxLength),
-    in chained chunks of at most 128 (the same rule as ``actors.mind.schemas.text``)."""
-    if max_chars < 1:
-        raise ValueError(f"bounded_text({max_chars}): bad bound")
-    c = f"[{_TEXT_CHARS}]"
-    head = min(max_chars, _MAX_REPEAT)
-    pattern = f"{c}{{1,{head}}}"
-    full, rest = divmod(max_chars - head, _MAX_REPEAT)
-    if full:
-        pattern += f"(?:{c}{{1,{_MAX_REPEAT}}}){{0,{full}}}"
-    if rest:
-        pattern += f"(?:{c}{{1,{rest}}})?"
-    return {"type": "string", "pattern": f"^{pattern}$"}
-
-
-def object_schema(**properties: dict[str, Any]) -> dict[str, Any]:
-    """An object with exactly these properties, all required, in this order."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
 
 
 JUDGE_SCHEMA: dict[str, Any] = object_schema(

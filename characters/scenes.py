@@ -13,15 +13,13 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from characters.profile import Profile
+from serving.json_schemas import text as bounded_text
 from serving.types import LLMRequest, LLMResult
 
 TEMPERATURE = 0.7
 TOP_P = 0.95
 EXTRACTION_PURPOSE = "character.scenes"
 COMPLETION_PURPOSE = "character.experience"
-
-_CHARS = r"A-Za-z0-9 ,.;:!?'()\-"
-_MAX_REPEAT = 128  # xgrammar compiles repetition bounds up to 128 (see actors/mind/schemas.py)
 
 
 class SceneSeed(TypedDict):
@@ -30,19 +28,6 @@ class SceneSeed(TypedDict):
     type: str
     location: str
     background: str
-
-
-def bounded_text(max_chars: int) -> dict[str, Any]:
-    """A plain-text string of 1 to ``max_chars`` characters, bounded by its pattern."""
-    c = f"[{_CHARS}]"
-    head = min(max_chars, _MAX_REPEAT)
-    pattern = f"{c}{{1,{head}}}"
-    full, rest = divmod(max_chars - head, _MAX_REPEAT)
-    if full:
-        pattern += f"(?:{c}{{1,{_MAX_REPEAT}}}){{0,{full}}}"
-    if rest:
-        pattern += f"(?:{c}{{1,{rest}}})?"
-    return {"type": "string", "pattern": f"^{pattern}$"}
 
 
 def scenes_schema(scenes_per_chunk: int) -> dict[str, Any]:
