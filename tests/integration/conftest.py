@@ -50,3 +50,28 @@ def services(ray_cluster: None) -> Services:
     llm, embedder = start_services(config, ServiceOptions(port=port, api_key=API_KEY))
     assert embedder is not None
     return Services(llm, embedder, f"http://127.0.0.1:{port}/v1", config)
+
+
+def _redeploy(services: Services) -> None:
+    from urllib.parse import urlparse
+
+    from serving.service import ServiceOptions, start_services
+
+    port = urlparse(services.base_url).port
+    assert port is not None
+    start_services(services.config, ServiceOptions(port=port, api_key=API_KEY))
+
+
+@pytest.fixture
+def restores_services(services: Services) -> Iterator[None]:
+    """For a test whose run deploys its own LLM service over the session's: puts the session's
+    back afterwards, so later tests find the services they expect."""
+    yield
+    _redeploy(services)
+
+
+@pytest.fixture(scope="module")
+def restores_services_after_module(services: Services) -> Iterator[None]:
+    """The same, once after a whole module."""
+    yield
+    _redeploy(services)

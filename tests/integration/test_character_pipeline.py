@@ -18,7 +18,9 @@ from serving.config import EngineConfig
 pytestmark = pytest.mark.integration
 
 
-def test_a_trained_adapter_speaks_for_a_scenario_agent(ray_cluster: None, tmp_path: Path) -> None:
+def test_a_trained_adapter_speaks_for_a_scenario_agent(
+    restores_services: None, tmp_path: Path
+) -> None:
     records = [
         {
             "prompt": "You are Socrates.\n\nLocation: Agora\nStatus: Socrates talks.\n\n",

@@ -44,7 +44,7 @@ def town() -> Scenario:
 
 @pytest.fixture(scope="module")
 def recorded(
-    ray_cluster: None, town: Scenario, tmp_path_factory: pytest.TempPathFactory
+    restores_services_after_module: None, town: Scenario, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
     """The town for 12 steps with the tiny model, every answer recorded: (run dir, recording)."""
     tmp = tmp_path_factory.mktemp("recorded")
