@@ -23,9 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
-from characters.data import Scene, write_prompted, write_scenes, write_text_atomic
+from characters.data import Scene, write_prompted, write_scenes
 from characters.examples import to_prompted
 from characters.profile import Profile, ProfileError, load_profile
 from characters.protective import parse_protective, protective_request
@@ -37,9 +35,15 @@ from characters.scenes import (
     read_scene_seeds,
 )
 from characters.script_parser import parse_script
+from serving.files import write_text_atomic
 from serving.llm import LLM
 from serving.types import LLMError, LLMRequest, LLMResult
-from serving.wrappers.recording import FORMAT, VERSION, RecordingLLM, ReplayLLM, load_recording
+from serving.wrappers.recording import (
+    RecordingLLM,
+    ReplayLLM,
+    load_recording,
+    write_recording,
+)
 
 RECORDING = "generations.msgpack"
 
@@ -50,13 +54,7 @@ def _drop_failed_answers(path: Path) -> None:
     kept = [(q, r) for q, r in records if r.ok]
     if len(kept) == len(records):
         return
-    packer = msgpack.Packer(use_bin_type=True)
-    data = packer.pack({"format": FORMAT, "version": VERSION}) + b"".join(
-        packer.pack({"request": q.to_dict(), "result": r.to_dict()}) for q, r in kept
-    )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_recording(path, kept)
 
 
 def resumable(llm: LLM, out_dir: Path) -> LLM:

@@ -10,12 +10,12 @@ any problem.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
+
+from serving.files import write_text_atomic
 
 
 class Turn(TypedDict):
@@ -45,21 +45,6 @@ class DataError(ValueError):
 SCENE_KEYS = ("setting", "dialogue", "location", "background", "source")
 TURN_KEYS = ("role", "action", "content")
 PROMPTED_KEYS = ("prompt", "output", "source")
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_scenes(path: str | os.PathLike[str], scenes: list[Scene]) -> Path:

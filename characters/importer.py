@@ -33,9 +33,9 @@ from characters.data import (
     check_scene,
     write_prompted,
     write_scenes,
-    write_text_atomic,
 )
 from characters.examples import to_prompted
+from serving.files import write_text_atomic
 
 PROMPTED_FILE = "prompted.jsonl"
 GENERATED_FILE = "generated.json"

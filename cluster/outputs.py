@@ -8,9 +8,7 @@ counted twice. At the end of a run the parts are joined into ``<table>.parquet``
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serving.files import atomic_write
 from serving.wrappers.accounting import SCHEMA as ACCOUNTING_SCHEMA
 
 EVENTS = pa.schema(
@@ -98,18 +97,7 @@ TABLES: dict[str, pa.Schema] = {
 
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Writes ``table`` to ``path`` atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:

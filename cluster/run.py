@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import socket
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
 from scenarios.schema import Scenario
 from serving.config import EngineConfig
+from serving.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +107,7 @@ def new_run_dir(out: str | os.PathLike[str] | None, scenario: Scenario) -> Path:
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, default=str)
-        os.replace(tmp, run_dir / MANIFEST)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
 def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -446,8 +437,3 @@ async def interview_run(
         ]
         answers.append(answer)
     return answers
-
-
-def resume_point(run_dir: str | os.PathLike[str]) -> int:
-    """The step a resume would start from (the last checkpoint)."""
-    return int(read_checkpoint(run_dir)["step"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from typing import Any, TypeVar
 
 from actors.mind.dialogue import converse
 from actors.mind.settings import MindSettings
-from cluster.checkpoints import read_checkpoint, write_checkpoint
+from cluster.checkpoints import checkpoint_dir, read_checkpoint, write_checkpoint
 from cluster.hosts import HostDiedError, HostFactory, HostRef
 from cluster.outputs import MEMORIES, RunTables, memory_rows, rows_table, write_table
 from cluster.packing import pack
 from cluster.world import World
 from scenarios.schema import Scenario
+from serving.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -394,13 +396,13 @@ class Simulation:
         return rows_table(rows, MEMORIES)
 
     async def finish(self) -> dict[str, Path]:
-        """Joins the tables and writes ``memories.parquet`` from the last checkpoint."""
+        """Joins the tables; ``memories.parquet`` is the last checkpoint's, copied (not rebuilt)."""
         written = self.tables.finish()
-        state = read_checkpoint(self.run_dir, self.last_checkpoint_step)
+        if self.last_checkpoint_step is None:
+            raise RuntimeError("finish() before any checkpoint")
+        source = checkpoint_dir(self.run_dir, self.last_checkpoint_step) / "memories.parquet"
         path = self.run_dir / "memories.parquet"
-        written["memories"] = write_table(
-            self.memories_table(int(state["step"]), state["memories"]), path
-        )
+        written["memories"] = atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
         return written
 
     async def close(self) -> None:

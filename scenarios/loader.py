@@ -12,7 +12,6 @@ settings (``preset`` plus the ``settings`` overrides). Loading never writes anyt
 from __future__ import annotations
 
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Hashable
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from actors.mind.settings import MindSettings
 from scenarios.schema import Problem, Scenario, reference_problems
+from serving.files import write_text_atomic
 
 
 class ScenarioError(Exception):
@@ -94,17 +94,7 @@ def write_scenario(scenario: Scenario, path: str | os.PathLike[str]) -> None:
     text = yaml.safe_dump(
         scenario.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, text, fsync=True)
 
 
 # --- the mind's settings ------------------------------------------------------------------

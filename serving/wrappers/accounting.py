@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -14,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serving.files import atomic_write
 from serving.llm import LLM
 from serving.types import LLMRequest, LLMResult
 
@@ -135,18 +135,8 @@ class AccountingLLM:
 
     def write_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Writes :meth:`table` to ``path`` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            pq.write_table(self.table(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return path
+        table = self.table()
+        return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
     def summary(self) -> dict[str, Any]:
         """Totals: calls, requests, tokens, mean batch size and latency, errors."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from serving.files import write_bytes_atomic
 from serving.llm import LLM
 from serving.types import LLMError, LLMRequest, LLMResult
 
@@ -60,6 +61,17 @@ def _read(path: Path) -> tuple[list[tuple[LLMRequest, LLMResult]], int]:
 def load_recording(path: str | os.PathLike[str]) -> list[tuple[LLMRequest, LLMResult]]:
     """Every complete ``(request, result)`` record of a recording, in order."""
     return _read(Path(path))[0]
+
+
+def write_recording(
+    path: str | os.PathLike[str], records: Sequence[tuple[LLMRequest, LLMResult]]
+) -> Path:
+    """Writes ``records`` as a whole recording (header first), atomically."""
+    packer = msgpack.Packer(use_bin_type=True)
+    data = packer.pack({"format": FORMAT, "version": VERSION}) + b"".join(
+        packer.pack({"request": q.to_dict(), "result": r.to_dict()}) for q, r in records
+    )
+    return write_bytes_atomic(path, data)
 
 
 class RecordingLLM:
