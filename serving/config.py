@@ -22,7 +22,7 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: EngineName = "hf"
-    model: str = "tiny"
+    model: str = "smollm2"
     adapters: dict[str, str] = Field(default_factory=dict)
     seed: int = 0
     # hf

@@ -55,7 +55,8 @@ def test_run_refuses_an_output_folder_that_holds_something(tmp_path, capsys) -> 
 def test_run_refuses_a_missing_replay_file(tmp_path, capsys) -> None:
     town = Path(__file__).parents[2] / "scenarios" / "town.yaml"
     missing = tmp_path / "nope.msgpack"
-    code = main(["run", str(town), "--out", str(tmp_path / "r"), "--replay", str(missing)])
+    args = ["--out", str(tmp_path / "r"), "--model", "tiny", "--replay", str(missing)]
+    code = main(["run", str(town), *args])
     assert code == 2
     assert "nope.msgpack" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
@@ -85,7 +86,7 @@ def test_a_run_whose_agent_names_an_unserved_adapter_fails_first(tmp_path, capsy
     path = tmp_path / "town.yaml"
     write_scenario(town.model_copy(update={"agents": agents}), path)
     out = tmp_path / "run"
-    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    assert main(["run", str(path), "--out", str(out), "--model", "tiny", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "hermione" in err and agents[0].name in err and "alice" in err
     assert not out.exists()

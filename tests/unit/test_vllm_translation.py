@@ -257,7 +257,7 @@ def _engine(tokenizer: Any, fake: FakeAsyncLLM, **config: Any) -> VLLMEngine:
 
 
 def test_is_an_engine_constructed_cheaply_without_vllm():
-    engine = make_engine(EngineConfig(engine="vllm"))
+    engine = make_engine(EngineConfig(engine="vllm", model="tiny"))
     assert isinstance(engine, VLLMEngine) and isinstance(engine, Engine)
     assert engine.info() == ModelInfo(base_model="tiny", adapters=())
     code = (
