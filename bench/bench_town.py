@@ -1,4 +1,4 @@
-"""Benchmark of whole runs: the built-in town with the tiny model, packed against the baselines.
+"""Benchmark of whole runs: the built-in town (smollm2 by default), packed against the baselines.
 
 Prints a table per section and writes bench/results/bench_town.json:
 - the town (scenarios/town.yaml, 25 agents) for ``--steps`` steps (default 360 = one game hour)
@@ -15,9 +15,13 @@ Prints a table per section and writes bench/results/bench_town.json:
   per agent (goal <= 20 MB) and agent-steps/s.
 
 Model calls made while seeding the memories (start-up) are left out of the per-step figures.
+Per mode also: the share of prompt tokens served from the engine's prefix cache, and per purpose
+the share of the mind's questions answered on the first try (used) and given up on after the
+retry (fallback). ``--record FILE`` records every answer (for bench/bench_engine.py).
 
-Usage: .venv/bin/python bench/bench_town.py [--steps 360] [--modes packed,one-per-host,sequential]
-    [--synthetic 250] [--synthetic-steps 60] [--out bench/results/bench_town.json]
+Usage: .venv/bin/python bench/bench_town.py [--model smollm2] [--steps 360]
+    [--modes packed,one-per-host,sequential] [--synthetic 250] [--synthetic-steps 60]
+    [--record FILE] [--threads N] [--out bench/results/bench_town.json]
 """
 
 from __future__ import annotations
@@ -71,10 +75,14 @@ class ModeResult:
     seed_calls: int  # during start-up
     calls_per_agent_step: float
     mean_batch_size: float  # llm_calls.parquet, rows of the run
-    service_mean_batch_size: float  # the engine's executed batches during run
-    service_requests: int  # the engine's rows during run (sum of its batch sizes)
+    service_mean_batch_size: float  # the engine's rows per forward pass during run
+    service_passes: int  # the engine's forward passes during run
     llm_busy_share: float  # LLM service busy seconds / wall
     tokens: int  # prompt + completion, rows of the run
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens served from the engine's prefix cache
+    cached_share: float
+    purposes: dict[str, dict[str, float]]  # purpose -> calls, used and fallback shares (run only)
     tokens_per_s: float
     conversations: int
     host_peak_rss_mb: float  # sum over hosts
@@ -96,6 +104,38 @@ def agents_per_host(mode: str, n_agents: int) -> int:
 
 async def service_counters(llm: ServeLLM) -> tuple[float, list[int]]:
     return await llm.busy_seconds(), await llm.batch_sizes()
+
+
+async def ask_stats(sim: Simulation) -> dict[str, dict[str, int]]:
+    """The mind's question counts per purpose (calls, retries, failures), over all agents."""
+    totals: dict[str, dict[str, int]] = {}
+    for state in await asyncio.gather(*[h.call("get_state") for h in sim.hosts]):
+        for agent in state.values():
+            for kind, counts in agent["asker"]["stats"].items():
+                for purpose, n in counts.items():
+                    row = totals.setdefault(purpose, {"calls": 0, "retries": 0, "failures": 0})
+                    row[kind] += n
+    return totals
+
+
+def purpose_shares(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, float]]:
+    """Per purpose, over the run only: questions, share used on the first try, fallbacks."""
+    out = {}
+    for purpose, counts in sorted(after.items()):
+        base = before.get(purpose, {})
+        calls = counts["calls"] - base.get("calls", 0)
+        if calls <= 0:
+            continue
+        retries = counts["retries"] - base.get("retries", 0)
+        failures = counts["failures"] - base.get("failures", 0)
+        out[purpose] = {
+            "calls": calls,
+            "used": (calls - retries) / calls,
+            "fallback": failures / calls,
+        }
+    return out
 
 
 async def run_mode(
@@ -121,11 +161,13 @@ async def run_mode(
         await sim.begin()
         startup_s = time.perf_counter() - t0
         seed_calls = sim.tables.counts["llm_calls"]
+        asked0 = await ask_stats(sim)
         busy0, sizes0 = await service_counters(llm)
         t1 = time.perf_counter()
         await sim.run(steps)
         wall_s = time.perf_counter() - t1
         busy1, sizes1 = await service_counters(llm)
+        asked1 = await ask_stats(sim)
         t2 = time.perf_counter()
         written = await sim.finish()
         finish_s = time.perf_counter() - t2
@@ -137,9 +179,9 @@ async def run_mode(
 
     calls = pq.read_table(written["llm_calls"]).slice(seed_calls)  # the seeding's rows first
     batch = [b for b in calls.column("batch_size").to_pylist() if b is not None]
-    tokens = sum(calls.column("prompt_tokens").to_pylist()) + sum(
-        calls.column("completion_tokens").to_pylist()
-    )
+    prompt_tokens = sum(calls.column("prompt_tokens").to_pylist())
+    cached_tokens = sum(c or 0 for c in calls.column("cached_tokens").to_pylist())
+    tokens = prompt_tokens + sum(calls.column("completion_tokens").to_pylist())
     served = sizes1[len(sizes0) :]
     agent_steps = sim.stats.agent_steps
     peak = sum(u["peak_rss_mb"] for u in usage)
@@ -159,9 +201,13 @@ async def run_mode(
         calls_per_agent_step=calls.num_rows / max(agent_steps, 1),
         mean_batch_size=statistics.fmean(batch) if batch else 0.0,
         service_mean_batch_size=statistics.fmean(served) if served else 0.0,
-        service_requests=sum(served),
+        service_passes=len(served),
         llm_busy_share=(busy1 - busy0) / wall_s,
         tokens=tokens,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=cached_tokens,
+        cached_share=cached_tokens / prompt_tokens if prompt_tokens else 0.0,
+        purposes=purpose_shares(asked0, asked1),
         tokens_per_s=tokens / wall_s,
         conversations=sim.stats.conversations,
         host_peak_rss_mb=peak,
@@ -187,19 +233,26 @@ async def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"town": modes, "synthetic": synthetic}
 
 
-def print_town(rows: list[ModeResult], steps: int) -> None:
-    print(f"\nTown (25 agents), tiny model, {steps} steps of 10 s; run wall time excludes start-up")
+def print_purposes(r: ModeResult) -> None:
+    print(f"  {r.mode}: per purpose, questions / used on the first try / fallback")
+    for purpose, row in r.purposes.items():
+        print(f"    {purpose:<24} {row['calls']:>5.0f} {row['used']:>7.1%} {row['fallback']:>7.1%}")
+
+
+def print_town(rows: list[ModeResult], steps: int, model: str) -> None:
+    print(f"\nTown (25 agents), {model}, {steps} steps of 10 s; run wall time excludes start-up")
     print(
         f"{'mode':>13} {'hosts':>5} {'start s':>8} {'wall s':>8} {'steps/s':>8}"
         f" {'agent-st/s':>10} {'calls':>6} {'calls/a-st':>10} {'batch':>6} {'svc batch':>9}"
-        f" {'LLM busy':>8} {'tok/s':>8} {'MB/agent':>8} {'marg MB':>8}"
+        f" {'LLM busy':>8} {'tok/s':>8} {'cached':>7} {'MB/agent':>8} {'marg MB':>8}"
     )
     for r in rows:
         print(
             f"{r.mode:>13} {r.hosts:>5} {r.startup_s:>8.1f} {r.wall_s:>8.1f} {r.steps_per_s:>8.2f}"
             f" {r.agent_steps_per_s:>10.1f} {r.model_calls:>6} {r.calls_per_agent_step:>10.3f}"
             f" {r.mean_batch_size:>6.2f} {r.service_mean_batch_size:>9.2f}"
-            f" {r.llm_busy_share:>8.0%} {r.tokens_per_s:>8.0f} {r.peak_mb_per_agent:>8.1f}"
+            f" {r.llm_busy_share:>8.0%} {r.tokens_per_s:>8.0f} {r.cached_share:>7.0%}"
+            f" {r.peak_mb_per_agent:>8.1f}"
             f" {r.marginal_mb_per_agent:>8.1f}"
         )
 
@@ -230,6 +283,9 @@ def print_synthetic(r: ModeResult) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2", help="smollm2, tiny, or a model folder")
+    parser.add_argument("--record", default=None, help="record every model answer to this file")
+    parser.add_argument("--threads", type=int, default=None, help="the engine's torch threads")
     parser.add_argument("--steps", type=int, default=360, help="steps of every town mode")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + str(MODES))
     parser.add_argument("--synthetic", type=int, default=250, help="agents; 0 skips it")
@@ -248,7 +304,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    engine = EngineConfig(engine="hf", model="tiny")
+    engine = EngineConfig(
+        engine="hf", model=args.model, record=args.record, cpu_threads=args.threads
+    )
     if args.batch_wait_ms is not None:
         engine = engine.model_copy(update={"batch_wait_ms": args.batch_wait_ms})
     options = RunOptions(engine=engine, progress=False)
@@ -262,13 +320,15 @@ def main() -> None:
     synthetic: ModeResult | None = results["synthetic"]
     ratio = speedup(town)
     if town:
-        print_town(town, args.steps)
+        print_town(town, args.steps, args.model)
         for r in town:
             print(
                 f"  {r.mode}: {r.model_calls} model calls in the run ({r.seed_calls} seeding),"
-                f" {r.service_requests} rows served, {r.conversations} conversations,"
-                f" {r.tokens} tokens"
+                f" {r.service_passes} forward passes, {r.conversations} conversations,"
+                f" {r.tokens} tokens ({r.cached_tokens} of {r.prompt_tokens} prompt tokens"
+                " from the prefix cache)"
             )
+            print_purposes(r)
     if ratio is not None:
         print(f"speed-up sequential / packed: {ratio:.2f}x (goal >= {SPEEDUP_GOAL:.0f}x)")
     if synthetic is not None:

@@ -150,13 +150,14 @@ def completion_requests(body: CompletionBody, adapter: str | None) -> list[LLMRe
     ]
 
 
-def _usage(results: list[LLMResult]) -> dict[str, int]:
+def _usage(results: list[LLMResult]) -> dict[str, Any]:
     prompt = sum(r.prompt_tokens for r in results)
     completion = sum(r.completion_tokens for r in results)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": sum(r.cached_tokens for r in results)},
     }
 
 

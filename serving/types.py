@@ -124,6 +124,9 @@ class LLMResult:
     batch_size: int = 1
     adapter: str | None = None
     error: str | None = None
+    cached_tokens: int = 0
+    queue_s: float = 0.0
+    queue_length: int = 0
 
     @property
     def ok(self) -> bool:

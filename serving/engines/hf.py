@@ -1,52 +1,70 @@
-"""The ``hf`` engine: transformers on CPU or GPU, many LoRA adapters in one forward pass.
+"""The ``hf`` engine: transformers on CPU or GPU, continuous batching, a prefix cache, and many
+LoRA adapters in one forward pass.
 
-Concurrent ``generate`` calls meet in a :class:`~serving.batcher.DynamicBatcher`; each executed
-batch is decoded by our own loop with a KV cache, left padding and per-row position ids, so a
-row's answer does not depend on the rows it shares the batch with. Each row has its own LoRA
-adapter (peft-format folders, gathered per row by :mod:`serving.engines.multi_lora`), sampling
-parameters, seeded generator, stop strings, token budget and, with a JSON schema, its own
-xgrammar matcher that masks the logits while it decodes.
+One engine thread runs the loop of :mod:`serving.engines.scheduler`: between two forward passes
+it admits waiting requests and lets finished rows go, so a short request that arrives while a
+long one decodes joins at once and leaves when it is done. A forward pass
+(:mod:`serving.engines.flat_forward`) runs the new tokens of every row end to end, decoding
+rows one token each and prompt chunks of rows that are still reading, each row against its own
+preallocated KV. A prompt's leading tokens whose KV is in the prefix cache
+(:mod:`serving.engines.prefix_cache`, per adapter, LRU within a memory budget) are copied in
+instead of computed.
+
+Each row has its own LoRA adapter (peft-format folders, gathered per token run by
+:mod:`serving.engines.multi_lora`), sampling parameters, seeded generator, stop strings, token
+budget and, with a JSON schema, its own xgrammar matcher that masks the logits while it decodes.
+A row's answer does not depend on the rows it shares a pass with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from serving.adapters import check_request_adapter
-from serving.batcher import DynamicBatcher
 from serving.config import EngineConfig
 from serving.cpu_threads import set_cpu_threads
+from serving.engines.scheduler import Scheduler, SchedulerLimits
 from serving.llm import ModelInfo
 from serving.schema import check_request_schema, parse_and_validate
 from serving.seeds import derive_seed
 from serving.tiny_model import resolve_model
 from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
 
+MB = 1 << 20
 
-@dataclass
-class _Pending:
-    """A validated request waiting in the batcher."""
+
+@dataclass(eq=False)
+class _Row:
+    """One request from arrival to answer: its prompt, KV, decoding state and timings."""
 
     request: LLMRequest
+    grammar: Any  # xgrammar.CompiledGrammar when the request has a schema
+    future: asyncio.Future[LLMResult]
+    loop: asyncio.AbstractEventLoop
     arrival: float
-    grammar: Any = None  # xgrammar.CompiledGrammar when the request has a schema
-
-
-@dataclass
-class _RowState:
-    """The decoding state of one row of an executing batch."""
-
-    request: LLMRequest
-    matcher: Any  # xgrammar.GrammarMatcher or None
-    generator: Any  # torch.Generator
+    prompt: list[int] = field(default_factory=list)
+    capacity: int = 0  # KV positions reserved: prompt + token budget, within the context
+    bytes_per_token: int = 0
+    kv: Any = None  # flat_forward.SequenceKV while running
+    prefilled: int = 0
+    cached_tokens: int = 0
+    queue_length: int = 0
+    admitted: float = 0.0
+    peak_rows: int = 0
+    matcher: Any = None  # xgrammar.GrammarMatcher or None
+    generator: Any = None  # torch.Generator
+    next_token: int = 0
     tokens: list[int] = field(default_factory=list)
-    text: str = ""  # set when the row is cut at a stop string, else after decoding
+    text: str = ""  # set when the row is cut at a stop string, else when it finishes
     cut_at_stop: bool = False
     finish_reason: FinishReason | None = None
     error: str | None = None
@@ -54,6 +72,27 @@ class _RowState:
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.capacity * self.bytes_per_token
+
+    @property
+    def prompt_left(self) -> int:
+        return len(self.prompt) - self.prefilled
+
+
+@dataclass
+class EngineStats:
+    """What the engine loop did so far (for benchmarks and the service's metrics)."""
+
+    passes: int = 0
+    forward_s: float = 0.0  # inside the model's forward passes
+    step_s: float = 0.0  # whole iterations: admission, forward, sampling, grammar, results
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
 
 
 def grammar_key(schema: dict[str, Any]) -> str:
@@ -73,7 +112,7 @@ def _compile_error_message(exc: Exception) -> str:
 
 
 class HFEngine:
-    """An :class:`~serving.llm.Engine` on transformers with LoRA adapters and dynamic batching.
+    """An :class:`~serving.llm.Engine` on transformers with continuous batching.
 
     Args:
         config: the engine configuration; construction only stores it, :meth:`start` loads.
@@ -81,36 +120,50 @@ class HFEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self._batcher: DynamicBatcher[_Pending, LLMResult] = DynamicBatcher(
-            self._run_batch,
-            max_batch_size=config.max_batch_size,
-            wait_s=config.batch_wait_ms / 1000,
+        self._scheduler: Scheduler[_Row] = Scheduler(
+            SchedulerLimits(
+                max_rows=config.max_batch_size,
+                kv_budget_bytes=config.kv_cache_mb * MB,
+                prefill_tokens=config.prefill_chunk_tokens,
+            )
         )
+        self._arrivals: queue.SimpleQueue[_Row | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._adapter_names: tuple[str, ...] = ()
         self._grammars: dict[str, Any] = {}
         self._model: Any = None
+        self._forward: Any = None  # flat_forward.FlatForward
+        self._prefix_cache: Any = None  # prefix_cache.PrefixCache or None
         self._lora: Any = None  # multi_lora.AdapterSelection when adapters are served
         self._tokenizer: Any = None
         self._compiler: Any = None
         self._device: Any = None
         self._eos_ids: frozenset[int] = frozenset()
         self._vocab_size = 0
+        self._max_len = 0
+        self._threads: int | None = None
+        self.batch_sizes: list[int] = []  # rows in each forward pass, in order
+        self.stats = EngineStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Loads the model, tokenizer, adapters and the grammar compiler."""
+        """Loads the model, tokenizer, adapters and the grammar compiler; starts the loop."""
         import torch
         import xgrammar as xgr
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from serving.engines.flat_forward import FlatForward, check_supported
+        from serving.engines.prefix_cache import PrefixCache
 
         path, adapters = resolve_model(self.config.model, self.config.adapters)
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._device = torch.device(device)
         if self._device.type == "cpu":
-            set_cpu_threads(self.config.cpu_threads)
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+            self._threads = set_cpu_threads(self.config.cpu_threads)
+        tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype(device))
+        check_supported(model.config)
         model.to(self._device)
         self._lora = self._load_adapters(model, adapters)
         model.eval()
@@ -124,16 +177,29 @@ class HFEngine:
         self._compiler = xgr.GrammarCompiler(info)
         self._tokenizer = tokenizer
         self._model = model
+        self._forward = FlatForward(model)
+        self._max_len = self.config.max_model_len or self._forward.max_len
+        if self.config.prefix_cache_mb > 0:
+            self._prefix_cache = PrefixCache(self.config.prefix_cache_mb * MB)
         self._adapter_names = tuple(sorted(adapters))
+        self._thread = threading.Thread(target=self._serve, name="hf-engine", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stops the loop once the rows in flight are answered."""
+        if self._thread is not None:
+            self._arrivals.put(None)
+            self._thread.join()
+            self._thread = None
 
     def info(self) -> ModelInfo:
         """The configured base model and the adapters served."""
         return ModelInfo(base_model=self.config.model, adapters=self._adapter_names)
 
     @property
-    def batch_sizes(self) -> list[int]:
-        """How many rows each executed batch had, in order."""
-        return self._batcher.batch_sizes
+    def prefix_cache(self) -> Any:
+        """The prefix cache (``None`` when disabled)."""
+        return self._prefix_cache
 
     def _dtype(self, device: str) -> Any:
         import torch
@@ -168,28 +234,36 @@ class HFEngine:
             raise ValueError("the model has no EOS token")
         return frozenset(ids)
 
-    # -- requests ----------------------------------------------------------------------------
+    # -- requests (the caller's event loop) --------------------------------------------------
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
-        """Validates every request, then decodes them in dynamic batches.
+        """Validates every request, then hands them to the engine loop and awaits the answers.
 
         Raises:
             UnknownAdapterError: a request names an adapter not served.
             InvalidSchemaError: a request's schema is invalid or cannot be compiled.
         """
         arrival = time.perf_counter()
-        if self._model is None:
+        if self._thread is None:
             raise RuntimeError("HFEngine.generate called before start()")
-        pending = [self._validate(request, arrival) for request in requests]
-        if not pending:
-            return []
-        return await self._batcher.submit_many(pending)
+        grammars = [self._validate(request) for request in requests]
+        loop = asyncio.get_running_loop()
+        rows = [
+            _Row(request, grammar, loop.create_future(), loop, arrival)
+            for request, grammar in zip(requests, grammars, strict=True)
+        ]
+        for row in rows:
+            self._arrivals.put(row)
+        try:
+            return list(await asyncio.gather(*(row.future for row in rows)))
+        finally:
+            for row in rows:
+                row.future.cancel()  # a cancelled caller's rows leave the engine at once
 
-    def _validate(self, request: LLMRequest, arrival: float) -> _Pending:
+    def _validate(self, request: LLMRequest) -> Any:
         check_request_adapter(request, self._adapter_names)
         check_request_schema(request)
-        grammar = None if request.json_schema is None else self._grammar(request)
-        return _Pending(request, arrival, grammar)
+        return None if request.json_schema is None else self._grammar(request)
 
     def _grammar(self, request: LLMRequest) -> Any:
         assert request.json_schema is not None
@@ -206,38 +280,154 @@ class HFEngine:
                 ) from None
         return self._grammars[key]
 
-    async def _run_batch(self, batch: list[_Pending]) -> list[LLMResult]:
-        return await asyncio.to_thread(self._decode_batch, batch)
+    # -- the engine loop (its own thread) ----------------------------------------------------
 
-    # -- decoding (worker thread) ------------------------------------------------------------
+    def _serve(self) -> None:
+        import torch
 
-    def _decode_batch(self, batch: list[_Pending]) -> list[LLMResult]:
-        """Decodes a batch; an exception fails every row of it, as results."""
-        started = time.perf_counter()
+        if self._threads is not None:
+            set_cpu_threads(self._threads)  # torch's thread count is per calling thread
+        scheduler = self._scheduler
+        with torch.inference_mode():
+            while True:
+                idle = not scheduler.running and not scheduler.waiting
+                if not self._take_arrivals(block=idle):
+                    return
+                started = time.perf_counter()
+                plan: list[tuple[_Row, int]] = []
+                try:
+                    self._drop_cancelled()
+                    for row in scheduler.admit(self._admission_cost):
+                        self._start_row(row)
+                    plan = scheduler.plan()
+                    if plan:
+                        self._step(plan)
+                except Exception as exc:  # fails the rows of this pass; the engine lives on
+                    message = f"decoding failed: {type(exc).__name__}: {exc}"
+                    for row, _ in plan or [(r, 0) for r in scheduler.running]:
+                        row.finish_reason, row.error = "error", message
+                        self._finish(row)
+                self.stats.step_s += time.perf_counter() - started
+
+    def _take_arrivals(self, block: bool) -> bool:
+        """Moves arrived rows into the waiting queue; False once :meth:`close` was called."""
         try:
-            rows, prompt_lengths = self._decode(batch)
-        except Exception as exc:
-            now = time.perf_counter()
-            message = f"decoding failed: {type(exc).__name__}: {exc}"
-            return [
-                LLMResult.failure(
-                    p.request,
-                    message,
-                    engine_s=now - started,
-                    latency_s=now - p.arrival,
-                    batch_size=len(batch),
-                )
-                for p in batch
-            ]
-        now = time.perf_counter()
-        return [
-            self._result(row, n_prompt, now - started, now - p.arrival, len(batch))
-            for row, n_prompt, p in zip(rows, prompt_lengths, batch, strict=True)
-        ]
+            item = self._arrivals.get() if block else self._arrivals.get_nowait()
+        except queue.Empty:
+            return True
+        while True:
+            if item is None:
+                return False
+            item.queue_length = len(self._scheduler.waiting)
+            self._scheduler.add(item)
+            try:
+                item = self._arrivals.get_nowait()
+            except queue.Empty:
+                return True
 
-    def _result(
-        self, row: _RowState, n_prompt: int, engine_s: float, latency_s: float, size: int
-    ) -> LLMResult:
+    def _drop_cancelled(self) -> None:
+        scheduler = self._scheduler
+        for row in [*scheduler.running, *scheduler.waiting]:
+            if row.future.cancelled():
+                scheduler.remove(row)
+                row.kv = None
+
+    def _admission_cost(self, row: _Row) -> int:
+        """Encodes the row's prompt (once) and returns the KV bytes it will hold."""
+        if not row.prompt and row.error is None:
+            try:
+                row.prompt = self._encode(row.request)
+            except Exception as exc:  # this request alone fails
+                row.error = f"encoding failed: {type(exc).__name__}: {exc}"
+            row.bytes_per_token = self._forward.spec.bytes_per_token
+            wanted = len(row.prompt) + row.request.max_tokens
+            row.capacity = min(wanted, self._max_len) if row.error is None else 0
+        return row.kv_bytes
+
+    def _start_row(self, row: _Row) -> None:
+        import torch
+        import xgrammar as xgr
+
+        row.admitted = time.perf_counter()
+        if row.error is None and len(row.prompt) >= self._max_len:
+            row.error = (
+                f"the prompt has {len(row.prompt)} tokens; the model's context is {self._max_len}"
+            )
+        if row.error is not None:
+            row.finish_reason = "error"
+            self._finish(row)
+            return
+        row.generator = torch.Generator(device="cpu")
+        row.generator.manual_seed(derive_seed(self.config.seed, row.request))
+        row.matcher = None if row.grammar is None else xgr.GrammarMatcher(row.grammar)
+        row.kv = self._forward.new_kv(row.capacity)
+        if self._prefix_cache is not None:
+            hit = self._prefix_cache.match(row.request.adapter, row.prompt, len(row.prompt) - 1)
+            at = 0
+            for part in hit.parts:
+                row.kv.write_prefix(part, at)
+                at += part.shape[3]
+            row.prefilled = row.cached_tokens = hit.length
+
+    def _step(self, plan: list[tuple[_Row, int]]) -> None:
+        """One forward pass over the plan, then each row that has logits takes its token."""
+        import xgrammar as xgr
+
+        from serving.engines.flat_forward import Segment
+
+        segments = []
+        for row, n in plan:
+            if row.prompt_left:
+                chunk = row.prompt[row.prefilled : row.prefilled + n]
+                segments.append(Segment(row.kv, chunk, row.prefilled + n == len(row.prompt)))
+            else:
+                segments.append(Segment(row.kv, [row.next_token]))
+        if self._lora is not None:
+            self._lora.select_segments(
+                [row.request.adapter for row, _ in plan], [len(s.tokens) for s in segments]
+            )
+        began = time.perf_counter()
+        logits = self._run_forward(plan, segments)
+        self.stats.forward_s += time.perf_counter() - began
+        self.stats.passes += 1
+        self.batch_sizes.append(len(plan))
+        sampling = []
+        for (row, n), segment in zip(plan, segments, strict=True):
+            row.peak_rows = max(row.peak_rows, len(plan))
+            if row.prompt_left:
+                row.prefilled += n
+                if row.prompt_left == 0 and self._prefix_cache is not None:
+                    self._prefix_cache.insert(row.request.adapter, row.prompt, row.kv.kv)
+            if segment.want_logits:
+                sampling.append(row)
+        logits = logits[:, : self._vocab_size].float().cpu()
+        if sampling:
+            bitmask = xgr.allocate_token_bitmask(len(sampling), self._vocab_size)
+            self._mask_logits(sampling, logits, bitmask)
+        for i, row in enumerate(sampling):
+            row.next_token = self._step_row(row, logits[i])
+            if row.done:
+                self._finish(row)
+
+    def _run_forward(self, plan: list[tuple[_Row, int]], segments: list[Any]) -> Any:
+        """The model's forward pass over ``segments`` (one per row of ``plan``)."""
+        return self._forward(segments)
+
+    def _finish(self, row: _Row) -> None:
+        """Answers the row's caller and frees its place and KV."""
+        self._scheduler.remove(row)
+        row.kv = None
+        if not row.cut_at_stop and row.tokens:
+            row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        result = self._result(row, time.perf_counter())
+        self.stats.requests += 1
+        self.stats.prompt_tokens += result.prompt_tokens
+        self.stats.cached_tokens += result.cached_tokens
+        self.stats.completion_tokens += result.completion_tokens
+        with contextlib.suppress(RuntimeError):  # RuntimeError: the caller's loop is gone
+            row.loop.call_soon_threadsafe(_resolve, row.future, result)
+
+    def _result(self, row: _Row, now: float) -> LLMResult:
         request = row.request
         parsed, error = None, row.error
         finish: FinishReason = row.finish_reason or "length"
@@ -245,18 +435,22 @@ class HFEngine:
             parsed, error = parse_and_validate(row.text, request.json_schema)
         if error is not None:
             finish = "error"
+        admitted = row.admitted or now
         return LLMResult(
             request_id=request.request_id,
             text=row.text,
             parsed=parsed,
-            prompt_tokens=n_prompt,
+            prompt_tokens=len(row.prompt),
             completion_tokens=len(row.tokens),
             finish_reason=finish,
-            latency_s=latency_s,
-            engine_s=engine_s,
-            batch_size=size,
+            latency_s=now - row.arrival,
+            engine_s=now - admitted,
+            batch_size=max(row.peak_rows, 1),
             adapter=request.adapter,
             error=error,
+            cached_tokens=row.cached_tokens,
+            queue_s=admitted - row.arrival,
+            queue_length=row.queue_length,
         )
 
     def _encode(self, request: LLMRequest) -> list[int]:
@@ -273,93 +467,29 @@ class HFEngine:
             ids = [tokenizer.bos_token_id]  # an empty prompt still needs one position
         return ids
 
-    def _new_row(self, pending: _Pending) -> _RowState:
-        import torch
-        import xgrammar as xgr
-
-        generator = torch.Generator(device="cpu")
-        generator.manual_seed(derive_seed(self.config.seed, pending.request))
-        matcher = None if pending.grammar is None else xgr.GrammarMatcher(pending.grammar)
-        return _RowState(pending.request, matcher, generator)
-
-    def _decode(self, batch: list[_Pending]) -> tuple[list[_RowState], list[int]]:
-        import torch
-        import xgrammar as xgr
-
-        rows = [self._new_row(p) for p in batch]
-        prompts = [self._encode(p.request) for p in batch]
-        input_ids, mask = self._left_pad(prompts)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        if self._lora is not None:
-            self._lora.select([p.request.adapter for p in batch])
-        bitmask = xgr.allocate_token_bitmask(len(rows), self._vocab_size)
-        past = None
-        steps = max(p.request.max_tokens for p in batch)
-        with torch.inference_mode():
-            for _ in range(steps):
-                out = self._model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=past,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                past = out.past_key_values
-                logits = out.logits[:, -1, : self._vocab_size].float().cpu()
-                self._mask_logits(rows, logits, bitmask)
-                next_ids = [self._step_row(row, logits[i]) for i, row in enumerate(rows)]
-                if all(row.done for row in rows):
-                    break
-                input_ids = torch.tensor(next_ids, device=self._device).unsqueeze(-1)
-                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
-                positions = positions[:, -1:] + 1
-        for row in rows:
-            if not row.cut_at_stop:
-                row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-        return rows, [len(p) for p in prompts]
-
-    def _left_pad(self, prompts: list[list[int]]) -> tuple[Any, Any]:
-        import torch
-
-        width = max(len(p) for p in prompts)
-        pad = self._tokenizer.pad_token_id
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            if prompt:
-                ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-                mask[i, width - len(prompt) :] = 1
-        return ids.to(self._device), mask.to(self._device)
-
     @staticmethod
-    def _mask_logits(rows: list[_RowState], logits: Any, bitmask: Any) -> None:
+    def _mask_logits(rows: list[_Row], logits: Any, bitmask: Any) -> None:
         """Masks, in place, the logits of constrained rows to the tokens their grammar allows."""
         import xgrammar as xgr
 
         constrained = [
             i
             for i, row in enumerate(rows)
-            if row.matcher is not None
-            and not row.done
-            and row.matcher.fill_next_token_bitmask(bitmask, i)
+            if row.matcher is not None and row.matcher.fill_next_token_bitmask(bitmask, i)
         ]
         if constrained:
             xgr.apply_token_bitmask_inplace(
                 logits, bitmask, vocab_size=logits.shape[-1], indices=constrained
             )
 
-    def _step_row(self, row: _RowState, logits: Any) -> int:
+    def _step_row(self, row: _Row, logits: Any) -> int:
         """Chooses a row's next token and advances its state; returns the token to feed."""
-        pad = int(self._tokenizer.pad_token_id)
-        if row.done:
-            return pad  # finished rows keep computing but nothing of theirs changes
         request = row.request
         token = sample_token(logits, request.temperature, request.top_p, row.generator)
         row.tokens.append(token)
         if row.matcher is not None and not row.matcher.accept_token(token):
             row.finish_reason, row.error = "error", f"grammar rejected token {token}"
-            return pad
+            return token
         if token in self._eos_ids or (row.matcher is not None and row.matcher.is_terminated()):
             row.finish_reason = "stop"
             return token
@@ -369,9 +499,14 @@ class HFEngine:
             if cut is not None:
                 row.text, row.finish_reason, row.cut_at_stop = text[:cut], "stop", True
                 return token
-        if len(row.tokens) >= request.max_tokens:
+        if len(row.tokens) >= request.max_tokens or row.kv.length + 1 >= row.capacity:
             row.finish_reason = "length"
         return token
+
+
+def _resolve(future: asyncio.Future[LLMResult], result: LLMResult) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 def find_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -51,6 +51,8 @@ class _Selection:
     uniform: int | None  # the index every row uses, or None when rows differ
     indices: torch.Tensor | None  # [batch] adapter indices on the model's device, when mixed
     active: frozenset[int]  # the distinct indices in the batch
+    # flat token mode (sequences laid end to end): (adapter index, token positions) per adapter
+    groups: tuple[tuple[int, torch.Tensor], ...] | None = None
 
 
 _BASE_SELECTION = _Selection(uniform=0, indices=None, active=frozenset({0}))
@@ -93,6 +95,26 @@ class AdapterSelection:
         else:
             tensor = torch.tensor(ids, dtype=torch.long, device=self._device)
             self._local.selection = _Selection(None, tensor, active)
+
+    def select_segments(self, names: Sequence[str | None], lengths: Sequence[int]) -> None:
+        """Sets the adapters of sequences laid end to end in one row (the flat forward pass):
+        ``names[i]`` for the ``lengths[i]`` tokens of sequence ``i``."""
+        ids = [self.index(name) for name in names]
+        active = frozenset(ids)
+        if len(active) <= 1:
+            self._local.selection = _Selection(next(iter(active), 0), None, active)
+            return
+        positions: dict[int, list[int]] = {}
+        start = 0
+        for index, n in zip(ids, lengths, strict=True):
+            if index:
+                positions.setdefault(index, []).extend(range(start, start + n))
+            start += n
+        groups = tuple(
+            (index, torch.tensor(pos, dtype=torch.long, device=self._device))
+            for index, pos in sorted(positions.items())
+        )
+        self._local.selection = _Selection(None, None, active, groups)
 
     def clear(self) -> None:
         """Back to the base model for every row."""
@@ -162,6 +184,15 @@ class GatheredLoRALinear(nn.Module):
         if sel.uniform is not None:
             a, b = self.lora_a[sel.uniform], self.lora_b[sel.uniform]
             return y + (x.to(a.dtype) @ a @ b).to(y.dtype)
+        if sel.groups is not None:  # flat tokens: one matmul pair per adapter present
+            flat_x = x.reshape(-1, x.shape[-1])
+            flat_y = y.reshape(-1, y.shape[-1])
+            for index, positions in sel.groups:
+                if index in self.targeted:
+                    a, b = self.lora_a[index], self.lora_b[index]
+                    delta = flat_x.index_select(0, positions).to(a.dtype) @ a @ b
+                    flat_y.index_add_(0, positions, delta.to(y.dtype))
+            return y
         assert sel.indices is not None
         rows = sel.indices.shape[0]
         if x.dim() < 2 or x.shape[0] != rows:

@@ -138,6 +138,9 @@ def _result(
         latency_s=latency_s,
         engine_s=latency_s,
         batch_size=batch_size,
+        cached_tokens=int(
+            getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0
+        ),
         adapter=request.adapter,
         error=error,
     )

@@ -28,6 +28,9 @@ SCHEMA = pa.schema(
         pa.field("latency_s", pa.float64(), nullable=False),
         pa.field("engine_s", pa.float64()),
         pa.field("batch_size", pa.int64()),
+        pa.field("cached_tokens", pa.int64()),
+        pa.field("queue_s", pa.float64()),
+        pa.field("queue_length", pa.int64()),
         pa.field("ok", pa.bool_(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("step", pa.int64()),
@@ -35,8 +38,11 @@ SCHEMA = pa.schema(
     ]
 )
 """The columns of :meth:`AccountingLLM.table`. ``call`` numbers the wrapper's calls from 0;
-``latency_s`` is the whole call as its caller saw it; ``engine_s`` and ``batch_size`` come from
-the result (null when the call raised); ``step`` and ``agent`` come from the context."""
+``latency_s`` is the whole call as its caller saw it; ``engine_s``, ``batch_size`` (the most rows
+in one forward pass while the request ran), ``cached_tokens`` (prompt tokens from the prefix
+cache), ``queue_s`` (arrival until the engine took it up) and ``queue_length`` (requests waiting
+then) come from the result (null when the call raised); ``step`` and ``agent`` come from the
+context."""
 
 CONTEXT_FIELDS = ("step", "agent")
 
@@ -120,6 +126,9 @@ class AccountingLLM:
             "latency_s": latency_s,
             "engine_s": None if result is None else result.engine_s,
             "batch_size": None if result is None else result.batch_size,
+            "cached_tokens": None if result is None else result.cached_tokens,
+            "queue_s": None if result is None else result.queue_s,
+            "queue_length": None if result is None else result.queue_length,
             "ok": error is None,
             "error": error,
             **context,
@@ -147,6 +156,7 @@ class AccountingLLM:
             "requests": len(rows),
             "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
             "completion_tokens": sum(r["completion_tokens"] for r in rows),
+            "cached_tokens": sum(r["cached_tokens"] or 0 for r in rows),
             "mean_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
             "mean_latency_s": sum(r["latency_s"] for r in rows) / len(rows) if rows else 0.0,
             "errors": sum(1 for r in rows if not r["ok"]),

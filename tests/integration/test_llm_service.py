@@ -45,9 +45,9 @@ async def test_concurrent_handle_calls_from_an_actor_are_batched(services: Servi
 
     assert [r.request_id for r in results] == [r.request_id for r in requests]
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    executed = (await services.llm.batch_sizes())[before:]
-    assert sum(executed) == 48
-    assert max(executed) > 1 and len(executed) < 48
+    executed = (await services.llm.batch_sizes())[before:]  # rows of each forward pass
+    assert max(executed) > 1
+    assert len(executed) < sum(r.completion_tokens for r in results)  # passes were shared
     assert max(r.batch_size for r in results) == max(executed)
     # Batching never changes an answer: each equals the same request sent alone.
     for request, result in list(zip(requests, results, strict=True))[:6]:
@@ -110,6 +110,18 @@ async def test_openai_chat_per_adapter_equals_the_handle(
         assert http.choices[0].message.content == direct.text
         assert http.usage is not None
         assert http.usage.completion_tokens == direct.completion_tokens > 0
+
+
+def test_openai_usage_reports_prompt_tokens_from_the_prefix_cache(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Who keeps the bakery on the square, and since when?"}]
+    first, second = (
+        client.chat.completions.create(model="bob", messages=messages, max_tokens=4, temperature=0)
+        for _ in range(2)
+    )
+    assert first.usage is not None and second.usage is not None
+    assert second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
+    assert second.choices[0].message.content == first.choices[0].message.content
 
 
 def test_openai_json_schema_answers_validate(client: openai.OpenAI) -> None:

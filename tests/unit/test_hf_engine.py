@@ -179,21 +179,40 @@ async def test_seeded_sampling_is_reproducible_across_batch_compositions(engine:
 
 
 class _FailingEngine(HFEngine):
-    """Fails while decoding any batch holding a prompt that says so."""
+    """Fails to encode a prompt that says "fail", and fails any forward pass holding a row
+    whose prompt says "crash"."""
 
     def _encode(self, request: LLMRequest) -> list[int]:
         if request.prompt == "fail":
             raise RuntimeError("boom")
         return super()._encode(request)
 
+    def _run_forward(self, plan: list, segments: list) -> Any:
+        if any(row.request.prompt == "crash" for row, _ in plan):
+            raise RuntimeError("bang")
+        return super()._run_forward(plan, segments)
 
-async def test_a_decoding_error_fails_every_row_of_its_batch(tiny_model_dir: Path):
+
+@pytest.fixture(scope="module")
+def failing_engine(tiny_model_dir: Path) -> HFEngine:
     engine = _FailingEngine(_config(tiny_model_dir))
     engine.start()
+    return engine
+
+
+async def test_a_request_that_cannot_be_encoded_fails_alone(failing_engine: HFEngine):
     requests = [LLMRequest(prompt="fail"), _chat("tea", max_tokens=4)]
-    results = await asyncio.wait_for(engine.generate(requests), timeout=30)
-    assert [r.finish_reason for r in results] == ["error", "error"]
-    assert all("boom" in (r.error or "") for r in results)
+    results = await asyncio.wait_for(failing_engine.generate(requests), timeout=30)
+    assert [r.finish_reason for r in results] == ["error", "length"]
+    assert "boom" in (results[0].error or "")
     assert [r.request_id for r in results] == [r.request_id for r in requests]
-    [ok] = await engine.generate([_chat("tea", max_tokens=4)])  # the engine lives on
+
+
+async def test_a_failed_forward_pass_fails_every_row_in_it(failing_engine: HFEngine):
+    requests = [LLMRequest(prompt="crash"), _chat("tea", max_tokens=4)]
+    results = await asyncio.wait_for(failing_engine.generate(requests), timeout=30)
+    assert [r.finish_reason for r in results] == ["error", "error"]
+    assert all("bang" in (r.error or "") for r in results)
+    assert failing_engine._scheduler.running == []  # their KV is freed
+    [ok] = await failing_engine.generate([_chat("tea", max_tokens=4)])  # the engine lives on
     assert ok.ok

@@ -54,10 +54,18 @@ def test_completion_prompts_fan_out_and_responses_carry_usage() -> None:
     body = proto.CompletionBody.model_validate({"model": "m", "prompt": ["a", "b"]})
     requests = proto.completion_requests(body, None)
     assert [r.prompt for r in requests] == ["a", "b"]
-    results = [LLMResult(r.request_id, "x", prompt_tokens=2, completion_tokens=3) for r in requests]
+    results = [
+        LLMResult(r.request_id, "x", prompt_tokens=2, completion_tokens=3, cached_tokens=1)
+        for r in requests
+    ]
     response = proto.completion_response(results, "m")
     assert [c["index"] for c in response["choices"]] == [0, 1]
-    assert response["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    assert response["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 6,
+        "total_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 2},  # as OpenAI reports prompt caching
+    }
 
 
 def test_model_list_puts_the_base_first() -> None:

@@ -541,6 +541,7 @@ async def test_the_summary_adds_up() -> None:
         "requests": 3,
         "prompt_tokens": 3 + 1 + 1,
         "completion_tokens": 2 + 0 + 2,
+        "cached_tokens": 0,
         "mean_batch_size": (2 + 2 + 1) / 3,
         "mean_latency_s": pytest.approx(acc.summary()["mean_latency_s"]),
         "errors": 1,

@@ -1,0 +1,214 @@
+"""Benchmark of the ``hf`` engine alone, in-process: throughput at 1, 8 and 32 concurrent
+requests, the prefix cache's share, and where the engine's time goes.
+
+The requests are those of a recorded run (``--recording``, a file written by
+``simulacra run --record``), in their recorded order, or, without one, GA-like synthetic
+requests (a ~400-token persona and context, up to 48 new tokens, no schema). Each concurrency
+level runs the same requests with a cold prefix cache: ``c`` callers each send one request at a
+time, as agents do. Per level: wall time, prompt and completion tokens/s, the share of prompt
+tokens served from the prefix cache, the mean rows per forward pass, and answers that failed.
+With ``--profile`` the engine thread is sampled (py-spy) and its time split into the model's
+matrix products (linear layers and attention) and the rest (bench/engine_profile.py).
+
+The script runs against any version of this project's HFEngine (the figures it cannot read from
+an older engine are left empty), so a checkout of an earlier commit measures "before".
+
+Usage: .venv/bin/python bench/bench_engine.py [--model smollm2] [--recording FILE]
+    [--requests 64] [--concurrency 1,8,32] [--threads N] [--prefix-cache-mb MB]
+    [--prefill-chunk N] [--profile] [--out bench/results/bench_engine.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.engine_profile import Sampler  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
+from serving.engines.hf import HFEngine  # noqa: E402
+from serving.types import LLMRequest, LLMResult  # noqa: E402
+
+PERSONA = (
+    "Name: {name} (age {age}). Innate traits: friendly, curious, hard-working. {name} is a "
+    "{job} in the town of Saltmere who loves talking to neighbours about the news of the day; "
+    "{name} lives with family at the north end of the harbour and walks to work every morning. "
+)
+CONTEXT = (
+    "Recent memories: the bakery opened late; a neighbour mentioned a party on Tuesday at the "
+    "pub; the mayor's election is next month and Rosalind Pryce is running; the harbour was "
+    "busy with fishing boats; it rained in the afternoon and the market closed early. "
+)
+
+
+def synthetic_requests(n: int) -> list[LLMRequest]:
+    """GA-like requests: ~400 prompt tokens each, five agents, different tasks."""
+    jobs = ("baker", "fisher", "teacher", "painter", "publican")
+    out = []
+    for i in range(n):
+        agent = i % 5
+        persona = PERSONA.format(name=f"Agent {agent}", age=30 + agent, job=jobs[agent]) * 2
+        task = f"Task {i}: in one sentence, what does Agent {agent} do next, and why?"
+        out.append(
+            LLMRequest.chat(
+                [("system", persona), ("user", CONTEXT * 2 + task)],
+                max_tokens=48,
+                temperature=0.0,
+                purpose="synthetic",
+            )
+        )
+    return out
+
+
+def recorded_requests(path: str, n: int) -> list[LLMRequest]:
+    from serving.wrappers.recording import load_recording
+
+    pairs = load_recording(path)
+    return [request for request, _ in pairs[:n] if request is not None]
+
+
+async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: int) -> dict:
+    cache = getattr(engine, "prefix_cache", None)
+    if cache is not None:
+        cache.clear()
+    stats = getattr(engine, "stats", None)
+    forward0 = stats.forward_s if stats else 0.0
+    step0 = stats.step_s if stats else 0.0
+    passes0 = len(engine.batch_sizes)
+    queue = list(requests)
+    results: list[LLMResult] = []
+
+    async def caller() -> None:
+        while queue:
+            request = queue.pop(0)
+            results.extend(await engine.generate([request]))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    prompt = sum(r.prompt_tokens for r in results)
+    completion = sum(r.completion_tokens for r in results)
+    cached = sum(getattr(r, "cached_tokens", 0) for r in results)
+    sizes = engine.batch_sizes[passes0:]
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "wall_s": wall,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "prompt_tokens_per_s": prompt / wall,
+        "completion_tokens_per_s": completion / wall,
+        "tokens_per_s": (prompt + completion) / wall,
+        "cached_share": cached / prompt if prompt else 0.0,
+        "mean_rows_per_pass": statistics.fmean(sizes) if sizes else 0.0,
+        "failed": sum(1 for r in results if not r.ok),
+        "forward_share": (
+            (stats.forward_s - forward0) / (stats.step_s - step0)
+            if stats and stats.step_s > step0
+            else None
+        ),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    fields = EngineConfig.model_fields
+    options: dict[str, Any] = {"model": args.model, "max_batch_size": args.max_batch_size}
+    if args.threads:
+        options["cpu_threads"] = args.threads
+    if "prefix_cache_mb" in fields and args.prefix_cache_mb is not None:
+        options["prefix_cache_mb"] = args.prefix_cache_mb
+    if "prefill_chunk_tokens" in fields and args.prefill_chunk is not None:
+        options["prefill_chunk_tokens"] = args.prefill_chunk
+    config = EngineConfig(engine="hf", **options)
+    engine = HFEngine(config)
+    t0 = time.perf_counter()
+    engine.start()
+    start_s = time.perf_counter() - t0
+    if args.recording:
+        requests = recorded_requests(args.recording, args.requests)
+    else:
+        requests = synthetic_requests(args.requests)
+    await engine.generate([requests[0]])  # warm-up (not measured)
+    levels = []
+    profile = None
+    for concurrency in args.concurrency:
+        sampler = Sampler() if args.profile and concurrency == max(args.concurrency) else None
+        if sampler:
+            sampler.start()
+        level = await run_level(engine, requests, concurrency)
+        if sampler:
+            profile = sampler.stop()
+            level["profile"] = {
+                "samples": profile.samples,
+                "model_work_share": profile.model_work_share,
+            }
+        levels.append(level)
+        print_level(level)
+    return {"config": config.model_dump(mode="json"), "start_s": start_s, "levels": levels}
+
+
+def print_level(level: dict) -> None:
+    fwd = level["forward_share"]
+    print(
+        f"{level['concurrency']:>5} {level['requests']:>5} {level['wall_s']:>8.1f}"
+        f" {level['prompt_tokens_per_s']:>9.1f} {level['completion_tokens_per_s']:>9.1f}"
+        f" {level['tokens_per_s']:>8.1f} {level['cached_share']:>7.0%}"
+        f" {level['mean_rows_per_pass']:>6.1f} {level['failed']:>5}"
+        f" {'-' if fwd is None else f'{fwd:.0%}':>5}"
+    )
+    if "profile" in level:
+        samples = level["profile"]["samples"]
+        total = sum(samples.values()) or 1
+        print("      engine thread, share of busy samples:")
+        for name, count in sorted(samples.items(), key=lambda kv: -kv[1]):
+            print(f"        {name:<26} {count / total:>6.1%}")
+        print(f"        model's matrix products: {level['profile']['model_work_share']:.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--recording", default=None, help="a run's --record file")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--prefix-cache-mb", type=int, default=None)
+    parser.add_argument("--prefill-chunk", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="py-spy the highest level")
+    parser.add_argument("--label", default="", help="a name for this run in the output")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_engine.json"))
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    source = args.recording or f"synthetic x{args.requests}"
+    print(f"hf engine, {args.model}, requests: {source}")
+    print(
+        f"{'conc':>5} {'reqs':>5} {'wall s':>8} {'prompt/s':>9} {'compl/s':>9} {'tok/s':>8}"
+        f" {'cached':>7} {'rows':>6} {'fail':>5} {'fwd':>5}"
+    )
+    result = asyncio.run(run(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "label": args.label,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "requests": source,
+        **result,
+    }
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
