@@ -56,6 +56,7 @@ class _Row:
     bytes_per_token: int = 0
     kv: Any = None  # flat_forward.SequenceKV while running
     prefilled: int = 0
+    computing: bool = False  # some of the prompt went through the model (no more reuse)
     cached_tokens: int = 0
     queue_length: int = 0
     admitted: float = 0.0
@@ -299,6 +300,7 @@ class HFEngine:
                     self._drop_cancelled()
                     for row in scheduler.admit(self._admission_cost):
                         self._start_row(row)
+                    self._reuse_prefixes()
                     plan = scheduler.plan()
                     if plan:
                         self._step(plan)
@@ -361,12 +363,29 @@ class HFEngine:
         row.generator.manual_seed(derive_seed(self.config.seed, row.request))
         row.matcher = None if row.grammar is None else xgr.GrammarMatcher(row.grammar)
         row.kv = self._forward.new_kv(row.capacity)
-        if self._prefix_cache is not None:
+
+    def _reuse_prefixes(self) -> None:
+        """Copies cached prompt KV into rows that have not computed any of their prompt yet.
+
+        Done before every pass, not only at admission: rows admitted together with the same
+        prefix start one after the other (the prefill budget goes first come, first served),
+        and each finds what the rows before it have just computed.
+        """
+        if self._prefix_cache is None:
+            return
+        for row in self._scheduler.running:
+            if row.computing or row.prompt_left == 0:
+                continue
             hit = self._prefix_cache.match(row.request.adapter, row.prompt, len(row.prompt) - 1)
+            if hit.length <= row.cached_tokens:
+                continue
             at = 0
-            for part in hit.parts:
-                row.kv.write_prefix(part, at)
-                at += part.shape[3]
+            for part in hit.parts:  # consecutive pieces; copy those past what the row holds
+                n = part.shape[3]
+                if at + n > row.cached_tokens:
+                    skip = max(row.cached_tokens - at, 0)
+                    row.kv.write_prefix(part.narrow(3, skip, n - skip), at + skip)
+                at += n
             row.prefilled = row.cached_tokens = hit.length
 
     def _step(self, plan: list[tuple[_Row, int]]) -> None:
@@ -395,9 +414,11 @@ class HFEngine:
         for (row, n), segment in zip(plan, segments, strict=True):
             row.peak_rows = max(row.peak_rows, len(plan))
             if row.prompt_left:
+                row.computing = True
                 row.prefilled += n
-                if row.prompt_left == 0 and self._prefix_cache is not None:
-                    self._prefix_cache.insert(row.request.adapter, row.prompt, row.kv.kv)
+                if self._prefix_cache is not None:  # each chunk at once, for rows behind it
+                    done = row.prompt[: row.prefilled]
+                    self._prefix_cache.insert(row.request.adapter, done, row.kv.kv)
             if segment.want_logits:
                 sampling.append(row)
         logits = logits[:, : self._vocab_size].float().cpu()

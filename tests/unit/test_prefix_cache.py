@@ -142,3 +142,16 @@ async def test_the_engines_budget_evicts(start_tiny_engine: Any):
     [last] = await small.generate([LLMRequest(prompt=f"5 {filler}", max_tokens=1)])
     [first] = await small.generate([LLMRequest(prompt=f"0 {filler}", max_tokens=1)])
     assert last.cached_tokens == last.prompt_tokens - 1 and first.cached_tokens == 0
+
+
+async def test_requests_sent_together_reuse_what_the_first_computed(
+    start_tiny_engine: Any, uncached: HFEngine
+):
+    cold = start_tiny_engine(prefill_chunk_tokens=16)
+    requests = [_ask(f"Task number {i}: what now?", max_tokens=8) for i in range(4)]
+    results = await cold.generate(requests)  # one call: admitted together, cache empty
+    assert results[0].cached_tokens == 0
+    shared = _common(cold._encode(requests[0]), cold._encode(requests[1]))
+    assert all(r.cached_tokens >= shared - 16 for r in results[1:])  # within one chunk
+    plain = await uncached.generate(requests)
+    assert [r.text for r in results] == [r.text for r in plain]

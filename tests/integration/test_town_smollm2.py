@@ -1,0 +1,55 @@
+"""The town with the real default model (SmolLM2-135M-Instruct) on the real stack: local Ray,
+Serve, the hf engine with continuous batching and the prefix cache, the real embedder, embedded
+Qdrant. Slow (minutes on 2 cores): its own CI command (`pytest -m slow`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cluster.checkpoints import read_checkpoint
+from cluster.run import RunOptions, read_manifest, start_run
+from scenarios.loader import load_scenario
+from serving.config import EngineConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOWN = Path(__file__).parents[2] / "scenarios" / "town.yaml"
+STEPS = 3
+
+
+def test_the_town_plans_and_acts_with_smollm2_and_its_answers_are_used(
+    restores_services: None, tmp_path: Path
+) -> None:
+    town = load_scenario(TOWN)
+    options = RunOptions(
+        engine=EngineConfig(model="smollm2"),
+        steps=STEPS,
+        checkpoint_every=STEPS,
+        agents_per_host="auto",
+        progress=False,
+        seed=5,
+    )
+    run = start_run(town, options, out=tmp_path / "run")
+    assert read_manifest(run)["status"] == "finished"
+    names = {a.name for a in town.agents}
+    events = pq.read_table(run / "events.parquet").to_pylist()
+    planned = {e["agent"] for e in events if e["kind"] == "plan"}
+    assert planned == names
+    places = {e["location"] for e in events if e["kind"] == "activity"}
+    assert len(places) > 3  # agents are spread over the town, not all in one place
+
+    calls = pq.read_table(run / "llm_calls.parquet").to_pylist()
+    assert calls and sum(c["ok"] for c in calls) / len(calls) >= 0.9
+    assert sum(c["cached_tokens"] for c in calls) > 0.3 * sum(c["prompt_tokens"] for c in calls)
+    asked: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for agent in read_checkpoint(run)["agents"].values():
+        asked.update(agent["asker"]["stats"]["calls"])
+        failed.update(agent["asker"]["stats"]["failures"])
+    assert asked, "the agents asked the model nothing"
+    for purpose, n in asked.items():  # mostly used answers, not fallbacks, for every purpose
+        assert failed[purpose] <= 0.1 * n, (purpose, failed[purpose], n)
