@@ -33,6 +33,7 @@ from characters.scenes import (
     completion_request,
     extraction_request,
     read_scene_seeds,
+    script_text,
 )
 from characters.script_parser import parse_script
 from serving.files import write_text_atomic
@@ -105,11 +106,15 @@ async def build_character(
     concurrency: int = 32,
     max_tokens: int = 2048,
     generator: str = "",
+    structured: bool = True,
 ) -> dict[str, Any]:
     """Builds a character's data folder; returns the ``build.json`` summary.
 
     ``profile`` is a :class:`Profile` or a path (a bad one raises :class:`ProfileError` before
     anything is written); ``max_tokens`` bounds each script (completion and protective).
+    ``structured`` asks for scripts under a JSON schema (turns of named speakers, rendered into
+    the script layout before parsing), which a small generator follows; without it, free text
+    in the script layout, as the paper asks.
     """
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
@@ -125,7 +130,7 @@ async def build_character(
         extracted = await call(extraction_request(profile, chunk, k, scenes_per_chunk, seed))
         seeds = read_scene_seeds(extracted)
         requests = [
-            completion_request(profile, chunk, s, k, j, seed, max_tokens)
+            completion_request(profile, chunk, s, k, j, seed, max_tokens, structured)
             for j, s in enumerate(seeds)
         ]
         results = await asyncio.gather(*(call(r) for r in requests))
@@ -133,7 +138,7 @@ async def build_character(
 
     prompt_tasks = [one_prompt(k, c) for k, c in enumerate(chunks)]
     protective_tasks = [
-        call(protective_request(profile, i, seed, max_tokens))
+        call(protective_request(profile, i, seed, max_tokens, structured))
         for i in range(len(profile.paragraphs))
     ]
     everything = await asyncio.gather(*prompt_tasks, *protective_tasks)
@@ -150,7 +155,7 @@ async def build_character(
                 continue
             completed += 1
             scene, reason = parse_script(
-                result.text,
+                script_text(result),
                 profile.name,
                 setting=seed_scene["type"],
                 location=seed_scene["location"],
@@ -164,7 +169,7 @@ async def build_character(
     for i, result in enumerate(protective_results):
         if not result.ok:
             continue
-        scene, reason = parse_protective(result.text, profile.name, f"protective_{i}")
+        scene, reason = parse_protective(script_text(result), profile.name, f"protective_{i}")
         if scene is None:
             drops[f"protective: {reason}"] += 1
         else:
@@ -182,6 +187,7 @@ async def build_character(
         "seed": seed,
         "prompts": prompts,
         "scenes_per_chunk": scenes_per_chunk,
+        "structured": structured,
         "counts": {
             "chunks": len(profile.paragraphs),
             "prompts": len(chunks),

@@ -28,13 +28,14 @@ from characters.examples import EOT, prompt_for
 from characters.judge import (
     DIMENSIONS,
     STABILITY,
-    bounded_text,
     judge_request,
     object_schema,
     parse_judgement,
 )
 from characters.probes import PROBES
 from characters.profile import Profile, ProfileError, load_profile
+from characters.templates import render
+from serving.json_schemas import answer_tokens, sentence
 from serving.llm import LLM
 from serving.types import LLMRequest, LLMResult
 
@@ -43,7 +44,7 @@ INTERVIEWER = "Man"
 ANSWER_TEMPERATURE = 0.2
 ANSWER_MAX_TOKENS = 256
 QUESTION_CHARS = 200
-INTERVIEWER_SCHEMA: dict[str, Any] = object_schema(question=bounded_text(QUESTION_CHARS))
+INTERVIEWER_SCHEMA: dict[str, Any] = object_schema(question=sentence(QUESTION_CHARS, ends="?"))
 SYSTEMS: tuple[str, ...] = ("adapter", "baseline")
 PROBES_KEY = "probes"
 
@@ -136,20 +137,17 @@ def transcript(history: Sequence[tuple[str, str]], speaker: str) -> str:
 
 
 def interviewer_request(name: str, history: Sequence[tuple[str, str]], seed: int) -> LLMRequest:
-    """Asks the interviewer for one follow-up question; the character's name is never shown."""
+    """Asks the interviewer for one follow-up question; the character's name is never shown.
+
+    The system message (the interviewer's role) is the same for every turn and dialogue; the
+    transcript so far follows, and the task comes last."""
     shown = redact(transcript(history, "Guest"), name)
-    prompt = (
-        "You are interviewing a guest in a coffee shop. The conversation so far:\n\n"
-        f"{shown}\n\n"
-        "Ask one short follow-up question about the guest's life, work, beliefs, relationships "
-        "or memories that builds on what was said. Do not use any name. Answer as JSON: "
-        '{"question": "..."}.'
-    )
+    schema = INTERVIEWER_SCHEMA
     return LLMRequest.chat(
-        [("user", prompt)],
-        json_schema=INTERVIEWER_SCHEMA,
+        list(render("interviewer", transcript=shown)),
+        json_schema=schema,
         temperature=0.0,
-        max_tokens=128,
+        max_tokens=answer_tokens(schema),
         seed=seed,
         purpose="interviewer",
     )

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from characters.templates import render
+from serving.json_schemas import answer_tokens
 from serving.json_schemas import obj as object_schema
 from serving.json_schemas import text as bounded_text
-from serving.types import LLMRequest, LLMResult
+from serving.types import ChatMessage, LLMRequest, LLMResult
 
 DIMENSIONS: tuple[str, ...] = ("Memorization", "Values", "Personality", "Hallucination")
 """The dimensions every single-turn answer is judged on."""
@@ -24,7 +26,6 @@ ALL_DIMENSIONS: tuple[str, ...] = (*DIMENSIONS, STABILITY)
 
 SCORE_MIN, SCORE_MAX = 1, 7
 REASONING_CHARS = 600
-JUDGE_MAX_TOKENS = 400
 
 CRITERIA: dict[str, str] = {
     "Memorization": (
@@ -58,6 +59,8 @@ JUDGE_SCHEMA: dict[str, Any] = object_schema(
     reasoning=bounded_text(REASONING_CHARS),
     score={"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX},
 )
+JUDGE_MAX_TOKENS = answer_tokens(JUDGE_SCHEMA)
+"""The longest verdict the schema admits."""
 
 
 @dataclass(frozen=True)
@@ -69,24 +72,34 @@ class Judgement:
     ok: bool
 
 
-def judge_prompt(
+def judge_messages(
     dimension: str, name: str, profile_paragraph: str, question: str, answer: str
-) -> str:
-    """The judge's prompt for one dimension. For Stability, ``answer`` is the transcript."""
+) -> tuple[ChatMessage, ChatMessage]:
+    """The judge's messages for one dimension: the system message (the role and what is known
+    of the character) is the same for every judgement of the character; the answer judged
+    follows (the same for each of its dimensions), the dimension's criterion last. For
+    Stability, ``answer`` is the transcript."""
     if dimension not in CRITERIA:
         raise ValueError(f"unknown dimension {dimension!r}; known: {', '.join(CRITERIA)}")
     if dimension == STABILITY:
-        shown = f"The conversation:\n{answer}\n"
+        shown = f"The conversation:\n{answer}"
     else:
-        shown = f"The question: {question}\n\nThe answer given as {name}:\n{answer}\n"
-    return (
-        f"You are judging how well an actor plays {name}.\n\n"
-        f"What is known of {name}:\n{profile_paragraph}\n\n"
-        f"{shown}\n"
-        f"Judge one thing only. {CRITERIA[dimension].format(name=name)}\n\n"
-        "Reason step by step first, briefly, then give a score from 1 (very poor) to 7 "
-        '(excellent). Answer as JSON: {"reasoning": "...", "score": <1..7>}.'
+        shown = f"The question: {question}\n\nThe answer given as {name}:\n{answer}"
+    return render(
+        "judge",
+        name=name,
+        profile=profile_paragraph,
+        shown=shown,
+        criterion=CRITERIA[dimension].format(name=name),
     )
+
+
+def judge_prompt(
+    dimension: str, name: str, profile_paragraph: str, question: str, answer: str
+) -> str:
+    """The judge's messages as one text (system, then user)."""
+    system, user = judge_messages(dimension, name, profile_paragraph, question, answer)
+    return f"{system.content}\n\n{user.content}"
 
 
 def judge_request(
@@ -99,7 +112,7 @@ def judge_request(
 ) -> LLMRequest:
     """The judge's request for one dimension: schema-constrained, temperature 0."""
     return LLMRequest.chat(
-        [("user", judge_prompt(dimension, name, profile_paragraph, question, answer))],
+        list(judge_messages(dimension, name, profile_paragraph, question, answer)),
         json_schema=JUDGE_SCHEMA,
         temperature=0.0,
         max_tokens=JUDGE_MAX_TOKENS,

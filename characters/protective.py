@@ -9,10 +9,14 @@ chatting with a person.", and every turn is speaking.
 
 from __future__ import annotations
 
+from typing import Any
+
 from characters.data import Scene
 from characters.profile import Profile
-from characters.scenes import TEMPERATURE, TOP_P, derived_seed
+from characters.scenes import TEMPERATURE, TOP_P, TURN_CHARS, derived_seed, source, turns_schema
 from characters.script_parser import parse_script
+from characters.templates import render
+from serving.json_schemas import answer_tokens, choice, obj, sentence
 from serving.types import LLMRequest
 
 PURPOSE = "character.protective"
@@ -20,31 +24,45 @@ LOCATION = "A room"
 PERSON = "Person"
 _SEED_SALT = 7_777_777
 
-PROTECTIVE_PROMPT = """\
-Context about {name}:
-{chunk}
-
-You are a professional scriptwriter. Write a scene in a room where a person chats with {name} \
-and subtly provokes {name} with questions about things that do not exist in {name}'s world or \
-era (inventions, technologies, people, events or ideas from other times or places; for example \
-asking Beethoven to write quicksort in Python). {name} does not know these things and shows \
-ignorance or confusion, in character, never answering them as if they knew. Write the \
-interactions as blocks separated by blank lines; each block starts with a line \
-"{person} (speaking)" or "{name} (speaking)" followed by what is said. At least 8 turns."""
+TURNS = 8
+"""The fewest turns asked of a protective scene."""
 
 
 def status(name: str) -> str:
     return f"{name} is chatting with a person."
 
 
+def protective_schema(name: str, max_tokens: int) -> dict[str, Any]:
+    """A structured protective scene: turns of the person and the character, all speaking; as
+    many as fit in ``max_tokens``, at least :data:`TURNS` (or as many as fit, at least 3)."""
+    turn = obj(role=choice([PERSON, name]), content=sentence(TURN_CHARS))
+    schema = turns_schema(turn, {}, max_tokens, 3)
+    turns = schema["properties"]["turns"]
+    turns["minItems"] = min(TURNS, turns["maxItems"])
+    return schema
+
+
 def protective_request(
-    profile: Profile, paragraph: int, seed: int, max_tokens: int = 2048
+    profile: Profile, paragraph: int, seed: int, max_tokens: int = 2048, structured: bool = True
 ) -> LLMRequest:
-    text = PROTECTIVE_PROMPT.format(
-        name=profile.name, chunk=profile.paragraphs[paragraph], person=PERSON
-    )
+    """The protective scene of one paragraph: ``structured`` under a JSON schema (see
+    :func:`protective_schema`), else free text in the script layout."""
+    schema = None
+    fields: dict[str, Any] = {
+        "source": source(profile, paragraph),
+        "name": profile.name,
+        "person": PERSON,
+        "turns": TURNS,
+    }
+    if structured:
+        schema = protective_schema(profile.name, max_tokens)
+        turns = schema["properties"]["turns"]
+        fields["turns"] = f"{turns['minItems']} to {turns['maxItems']}"
+        max_tokens = max(max_tokens, answer_tokens(schema))
+    messages = render("protective_script" if structured else "protective", **fields)
     return LLMRequest.chat(
-        [("user", text)],
+        list(messages),
+        json_schema=schema,
         max_tokens=max_tokens,
         temperature=TEMPERATURE,
         top_p=TOP_P,

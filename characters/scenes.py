@@ -1,11 +1,13 @@
 """Scene extraction and experience completion (spec section 1, steps 2 and 3): the requests.
 
-Extraction asks, for one profile chunk, for up to ``scenes_per_chunk`` scenes the chunk supports,
-under a JSON schema (strings bounded by a pattern, the list by ``maxItems``, so that even a weak
-model's constrained answer ends and validates). Completion asks, for one scene and its chunk,
-for a free-text script in the layout :mod:`characters.script_parser` reads. Both sample at
-temperature 0.7, top_p 0.95, with seeds derived from the build's seed, so a build's requests are
-the same every time it runs (what lets a rerun answer them from its recording).
+Extraction asks, for one profile chunk, for exactly ``scenes_per_chunk`` scenes the chunk
+supports, each of a known type, under a JSON schema (strings bounded by a pattern, the list by
+``maxItems``, so that even a weak model's constrained answer ends and validates). Completion
+asks, for one scene and its chunk, for a free-text script in the layout that
+:mod:`characters.script_parser` reads, shown in the prompt. Both share the chunk's system
+message (:func:`source`), so their requests share a prefix. Both sample at temperature 0.7,
+top_p 0.95, with seeds derived from the build's seed, so a build's requests are the same every
+time it runs (what lets a rerun answer them from its recording).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from characters.profile import Profile
+from characters.script_parser import MIN_TURNS
+from characters.templates import render, source_block
+from serving.json_schemas import answer_tokens, array, choice, obj, sentence
 from serving.json_schemas import text as bounded_text
 from serving.types import LLMRequest, LLMResult
 
@@ -20,6 +25,27 @@ TEMPERATURE = 0.7
 TOP_P = 0.95
 EXTRACTION_PURPOSE = "character.scenes"
 COMPLETION_PURPOSE = "character.experience"
+SCENE_TYPES: tuple[str, ...] = (
+    "Chat",
+    "Debate",
+    "Speech",
+    "Lesson",
+    "Quarrel",
+    "Interview",
+    "Meeting",
+    "Negotiation",
+    "Confession",
+    "Monologue",
+)
+"""The kinds of scene an extraction may name (the paper's examples and their neighbours)."""
+SCRIPT_WORDS = 1200
+"""The length asked of a free-text script (spec: at least 1,200 words)."""
+TURN_CHARS = 240
+"""The longest line of a structured script (the paper's scenes: about 36 words a turn)."""
+BACKGROUND_CHARS = 400
+MAX_TURNS = 24
+NAME_PATTERN = "^[A-Z][A-Za-z.'\\- ]{0,39}$"
+"""Another character's name in a structured script."""
 
 
 class SceneSeed(TypedDict):
@@ -31,24 +57,13 @@ class SceneSeed(TypedDict):
 
 
 def scenes_schema(scenes_per_chunk: int) -> dict[str, Any]:
-    scene = {
-        "type": "object",
-        "properties": {
-            "type": bounded_text(40),
-            "location": bounded_text(100),
-            "background": bounded_text(300),
-        },
-        "required": ["type", "location", "background"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "scenes": {"type": "array", "items": scene, "minItems": 0, "maxItems": scenes_per_chunk}
-        },
-        "required": ["scenes"],
-        "additionalProperties": False,
-    }
+    """Exactly ``scenes_per_chunk`` scenes, each of a known type."""
+    scene = obj(
+        type=choice(SCENE_TYPES),
+        location=bounded_text(60),
+        background=bounded_text(300),
+    )
+    return obj(scenes=array(scene, scenes_per_chunk, scenes_per_chunk))
 
 
 def derived_seed(seed: int, *parts: int) -> int:
@@ -59,47 +74,87 @@ def derived_seed(seed: int, *parts: int) -> int:
     return value
 
 
-EXTRACTION_PROMPT = """\
-Context about {name}:
-{chunk}
-
-Imagine up to {n} different scenes from the life of {name} that the context above supports: \
-conversations, debates, speeches, lessons, quarrels, moments alone. For each scene give its \
-type (for example Chat, Debate, Speech), its location, and a short background: the time, the \
-place, who is there and what is happening. Use only what fits {name}'s world and era. Answer as \
-JSON: {{"scenes": [{{"type": ..., "location": ..., "background": ...}}, ...]}}."""
-
-COMPLETION_PROMPT = """\
-Context about {name}:
-{chunk}
-
-Scene type: {type}
-Location: {location}
-Status: {background}
-
-You are a professional scriptwriter. Write the script of this scene, with {name} at its centre, \
-true to the context above and to {name}'s personality, manner of speaking and knowledge. First \
-write one paragraph starting with "Background:" that sets the place, the time and who is there \
-(no thoughts). Then write the interactions as blocks separated by blank lines; each block starts \
-with a line "<Name> (speaking)" or "<Name> (thinking)" followed by what is said or thought. Only \
-{name} may think; the other characters only speak. Write at least 1200 words, with many turns."""
+def source(profile: Profile, chunk: int) -> str:
+    """The system message of every generation from paragraph ``chunk``."""
+    return source_block(profile.name, profile.paragraphs[chunk])
 
 
 def extraction_request(
     profile: Profile, chunk: int, prompt_index: int, scenes_per_chunk: int, seed: int
 ) -> LLMRequest:
-    text = EXTRACTION_PROMPT.format(
-        name=profile.name, chunk=profile.paragraphs[chunk], n=scenes_per_chunk
-    )
+    schema = scenes_schema(scenes_per_chunk)
     return LLMRequest.chat(
-        [("user", text)],
-        json_schema=scenes_schema(scenes_per_chunk),
-        max_tokens=200 * scenes_per_chunk + 64,
+        list(
+            render(
+                "scene_extraction",
+                source=source(profile, chunk),
+                name=profile.name,
+                n=scenes_per_chunk,
+                types=", ".join(SCENE_TYPES),
+            )
+        ),
+        json_schema=schema,
+        max_tokens=answer_tokens(schema),
         temperature=TEMPERATURE,
         top_p=TOP_P,
         seed=derived_seed(seed, prompt_index),
         purpose=EXTRACTION_PURPOSE,
     )
+
+
+def turns_schema(
+    turn: dict[str, Any], fixed: dict[str, Any], max_tokens: int, least: int
+) -> dict[str, Any]:
+    """``fixed`` plus as many turns (at least ``least``) as fit in ``max_tokens``."""
+    most = least
+    while most < MAX_TURNS and answer_tokens(obj(**fixed, turns=array(turn, least, most + 1))) <= (
+        max_tokens
+    ):
+        most += 1
+    return obj(**fixed, turns=array(turn, least, most))
+
+
+def script_schema(name: str, max_tokens: int) -> dict[str, Any]:
+    """A structured script: a background, then turns; only ``name`` may think.
+
+    As many turns as fit in ``max_tokens`` (at least the parser's minimum, whatever the
+    budget: the request's ``max_tokens`` is then raised to fit them).
+    """
+    target = obj(
+        role=choice([name]), action=choice(["speaking", "thinking"]), content=sentence(TURN_CHARS)
+    )
+    other = obj(
+        role={"type": "string", "pattern": NAME_PATTERN},
+        action=choice(["speaking"]),
+        content=sentence(TURN_CHARS),
+    )
+    return turns_schema(
+        {"anyOf": [target, other]},
+        {"background": sentence(BACKGROUND_CHARS)},
+        max_tokens,
+        MIN_TURNS,
+    )
+
+
+def render_script(answer: dict[str, Any]) -> str:
+    """A structured script in the layout :func:`characters.script_parser.parse_script` reads."""
+    blocks = []
+    if isinstance(answer.get("background"), str):
+        blocks.append(f"Background: {answer['background'].strip()}")
+    for turn in answer.get("turns") or []:
+        if isinstance(turn, dict):
+            role = str(turn.get("role", "")).strip()
+            action = str(turn.get("action", "speaking")).strip()
+            blocks.append(f"{role} ({action})\n{str(turn.get('content', '')).strip()}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def script_text(result: LLMResult) -> str:
+    """The script of a completion or protective result: its structured answer rendered, or its
+    free text."""
+    if isinstance(result.parsed, dict):
+        return render_script(result.parsed)
+    return result.text
 
 
 def read_scene_seeds(result: LLMResult) -> list[SceneSeed]:
@@ -129,16 +184,30 @@ def completion_request(
     scene_index: int,
     seed: int,
     max_tokens: int = 2048,
+    structured: bool = True,
 ) -> LLMRequest:
-    text = COMPLETION_PROMPT.format(
-        name=profile.name,
-        chunk=profile.paragraphs[chunk],
-        type=scene["type"],
-        location=scene["location"],
-        background=scene["background"],
-    )
+    """The script of one scene. ``structured``: under a JSON schema (a background, then turns
+    of known speakers, as many as fit in ``max_tokens``), which even a small model's answer
+    follows; else free text in the script layout, as the paper asks (at least 1,200 words)."""
+    template = "experience_script" if structured else "experience_completion"
+    fields: dict[str, Any] = {
+        "source": source(profile, chunk),
+        "name": profile.name,
+        "type": scene["type"],
+        "location": scene["location"],
+        "background": scene["background"],
+    }
+    schema = None
+    if structured:
+        schema = script_schema(profile.name, max_tokens)
+        turns = schema["properties"]["turns"]
+        fields["turns"] = f"{turns['minItems']} to {turns['maxItems']}"
+        max_tokens = max(max_tokens, answer_tokens(schema))
+    else:
+        fields["words"] = SCRIPT_WORDS
     return LLMRequest.chat(
-        [("user", text)],
+        list(render(template, **fields)),
+        json_schema=schema,
         max_tokens=max_tokens,
         temperature=TEMPERATURE,
         top_p=TOP_P,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,10 +32,62 @@ class HashEmbedder:
         return out
 
 
+_WORDS = ["walk", "read", "cook", "talk", "paint", "garden", "study", "rest"]
+
+
+def sample_from_pattern(pattern: str, rng: random.Random) -> str:
+    """A random string matching ``pattern`` (the regex subset the schema builders write):
+    literals, classes, alternations, groups and bounded repeats, kept short and word-like."""
+    import re._constants as c
+    import re._parser as p
+
+    def chars_of(items: list) -> list[str]:
+        out: list[str] = []
+        for op, arg in items:
+            if op is c.LITERAL:
+                out.append(chr(arg))
+            elif op is c.RANGE:
+                out.extend(chr(x) for x in range(arg[0], arg[1] + 1))
+        return out
+
+    def gen(parsed, budget: int) -> str:
+        text = ""
+        for op, arg in parsed:
+            if op is c.LITERAL:
+                text += chr(arg)
+            elif op is c.IN:
+                options = chars_of(arg)
+                plain = [ch for ch in options if ch.islower() or ch == " "]
+                text += rng.choice(plain or options)
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                lo, hi, item = arg
+                n = rng.randint(lo, max(lo, min(hi, lo + budget)))
+                text += "".join(gen(item, 3) for _ in range(n))
+            elif op is c.SUBPATTERN:
+                text += gen(arg[-1], budget)
+            elif op is c.BRANCH:
+                text += gen(rng.choice(arg[1]), budget)
+            elif op is c.AT:
+                continue
+            else:
+                raise ValueError(f"no sampler for {op} in {pattern!r}")
+        return text
+
+    for _ in range(100):
+        out = gen(p.parse(pattern), 24)
+        if re.fullmatch(pattern, out):
+            return out
+    raise ValueError(f"could not sample {pattern!r}")
+
+
 def sample_from_schema(schema: dict, rng: random.Random) -> object:
     """A random value valid under the mind's schemas (the subset ``actors.mind.schemas`` builds)."""
     if "enum" in schema:
         return rng.choice(schema["enum"])
+    if "const" in schema:
+        return schema["const"]
+    if "anyOf" in schema:
+        return sample_from_schema(rng.choice(schema["anyOf"]), rng)
     kind = schema.get("type")
     if kind == "object":
         return {k: sample_from_schema(v, rng) for k, v in schema["properties"].items()}
@@ -50,8 +103,10 @@ def sample_from_schema(schema: dict, rng: random.Random) -> object:
         pattern = schema.get("pattern", "")
         if pattern.startswith("^([01][0-9]"):
             return f"{rng.randint(0, 23):02d}:{rng.choice(['00', '15', '30', '45'])}"
-        words = ["walk", "read", "cook", "talk", "paint", "garden", "study", "rest"]
-        return " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+        if not pattern or re.fullmatch(pattern, words):
+            return words
+        return sample_from_pattern(pattern, rng)
     raise ValueError(f"no sampler for schema {schema}")
 
 

@@ -28,11 +28,13 @@ from actors.mind.memory import Memory
 from actors.mind.perception import perceive
 from actors.mind.persona import Persona
 from actors.mind.planning import SLEEP, DayPlan, decompose, plan_day, replan
-from actors.mind.prompting import Asker, Question
+from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.records import MemoryRecord, RecordIds, expiry, record_ids
 from actors.mind.reflection import ReflectionTrigger, reflect, reflect_after_chat
 from actors.mind.settings import MindSettings
 from serving.llm import LLM
+
+INTERVIEW_SCHEMA = schemas.obj(answer=schemas.sentence(300))
 
 
 def minute_of_day(now: datetime) -> int:
@@ -376,10 +378,13 @@ class Agent:
         answer = await self.asker.ask_one(
             Question(
                 "interview",
-                {"persona": self.persona.summary(), "memories": statements, "question": question},
-                schemas.obj(answer=schemas.text(400)),
+                {
+                    "persona": persona_block(self.persona),
+                    "memories": statements,
+                    "question": question,
+                },
+                INTERVIEW_SCHEMA,
                 "interview",
-                max_tokens=300,
             )
         )
         text = answer["answer"] if answer else ""

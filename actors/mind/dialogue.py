@@ -14,12 +14,12 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from actors.mind import schemas
 from actors.mind.memory import Memory
 from actors.mind.persona import Persona
-from actors.mind.prompting import Asker, Question
+from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.records import MemoryRecord
 from actors.mind.settings import DialogueSettings, RetrievalSettings
 
@@ -29,6 +29,9 @@ Transcript = Sequence[tuple[str, str]]
 """(speaker, utterance) lines, oldest first."""
 
 NOTHING = "(nothing)"
+UTTERANCE_CHARS = 200
+SUMMARY_CHARS = 200
+RELATIONSHIP_CHARS = 200
 
 
 def may_talk(
@@ -82,6 +85,40 @@ def _format_transcript(transcript: Transcript) -> str:
     return "\n".join(f"{speaker}: {line}" for speaker, line in transcript) or NOTHING
 
 
+def _first(name: str) -> str:
+    return name.split()[0] if name.split() else name
+
+
+def names_of(*names: str) -> list[str]:
+    """Each name and its first name, longest first (what a sentence may start with)."""
+    found = dict.fromkeys(n for name in names for n in (name, _first(name)) if n)
+    return sorted(found, key=len, reverse=True)
+
+
+def relationship_schema(name: str, other: str) -> dict[str, Any]:
+    """One sentence that starts with the other's name or one's own."""
+    return schemas.obj(
+        summary=schemas.sentence(RELATIONSHIP_CHARS, starts_with=names_of(other, name))
+    )
+
+
+OPENING_LINES = 2
+"""The first lines of a conversation (one from each speaker) cannot end it."""
+UTTERANCE_SCHEMA = schemas.obj(
+    utterance=schemas.sentence(UTTERANCE_CHARS, chars=schemas.SPOKEN_CHARS),
+    end=schemas.boolean(),
+)
+OPENING_SCHEMA = schemas.obj(
+    utterance=schemas.sentence(UTTERANCE_CHARS, chars=schemas.SPOKEN_CHARS),
+    end={"type": "boolean", "const": False},
+)
+_ENDING = {
+    True: 'Set "end" to true only if this line ends the conversation.',
+    False: 'Keep "end" false: the conversation has only just begun.',
+}
+SUMMARY_SCHEMA = schemas.obj(summary=schemas.sentence(SUMMARY_CHARS))
+
+
 async def relationship_summary(
     asker: Asker,
     memory: Memory,
@@ -102,13 +139,13 @@ async def relationship_summary(
         Question(
             "relationship",
             {
-                "persona": persona.summary(),
-                "name": persona.name,
+                "persona": persona_block(persona),
                 "other": other,
+                "other_first": _first(other),
                 "known": persona.relationships.get(other, "") or NOTHING,
                 "memories": _lines(_merged(results)),
             },
-            schemas.obj(summary=schemas.text(240)),
+            relationship_schema(persona.name, other),
             "relationship",
         )
     )
@@ -140,8 +177,7 @@ async def decide_reaction(
         Question(
             "react",
             {
-                "persona": persona.summary(),
-                "name": persona.name,
+                "persona": persona_block(persona),
                 "other": other,
                 "now": _when(now),
                 "doing": _doing(other, other_action),
@@ -149,7 +185,6 @@ async def decide_reaction(
             },
             schemas.obj(reaction=schemas.choice(REACTIONS)),
             "reaction",
-            max_tokens=32,
         )
     )
     reaction = answer.get("reaction") if isinstance(answer, dict) else None
@@ -170,10 +205,12 @@ async def next_utterance(
     """``persona``'s next line to ``other`` and whether it ends the conversation.
 
     Memories are retrieved (``retrieval.dialogue_k``, the spec's 15) for the last
-    ``settings.context_lines`` lines (for ``other`` itself before anything is said). A failed
-    answer gives ``("", True)``: the conversation ends.
+    ``settings.context_lines`` lines (for ``other`` itself before anything is said). The
+    first :data:`OPENING_LINES` lines cannot end the conversation (their schema says so). A
+    failed answer gives ``("", True)``: the conversation ends.
     """
     settings = settings or DialogueSettings()
+    may_end = len(transcript) >= OPENING_LINES
     last = list(transcript)[-settings.context_lines :]
     query = "\n".join(f"{s}: {u}" for s, u in last) if last else f"{other}"
     results = await memory.retrieve([query], now, retrieval.dialogue_k)
@@ -181,15 +218,15 @@ async def next_utterance(
         Question(
             "utterance",
             {
-                "persona": persona.summary(),
-                "name": persona.name,
+                "persona": persona_block(persona),
                 "other": other,
                 "now": _when(now),
                 "relationship": relationship or NOTHING,
                 "memories": _lines(_merged(results)),
                 "transcript": _format_transcript(transcript),
+                "ending": _ENDING[may_end],
             },
-            schemas.obj(utterance=schemas.text(240), end=schemas.boolean()),
+            UTTERANCE_SCHEMA if may_end else OPENING_SCHEMA,
             "dialogue",
         )
     )
@@ -209,12 +246,12 @@ async def summarize_chat(asker: Asker, persona: Persona, other: str, transcript:
         Question(
             "chat_summary",
             {
-                "persona": persona.summary(),
+                "persona": persona_block(persona),
                 "name": persona.name,
                 "other": other,
                 "transcript": _format_transcript(transcript),
             },
-            schemas.obj(summary=schemas.text(200)),
+            SUMMARY_SCHEMA,
             "chat_summary",
         )
     )

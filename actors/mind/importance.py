@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors.mind.persona import Persona
-from actors.mind.prompting import Asker, Question
+from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.records import Kind, is_idle
 from actors.mind.schemas import integer, obj
 from actors.mind.settings import ImportanceSettings
@@ -18,6 +18,12 @@ WHAT: dict[str, str] = {
     "reflection": "thought",
     "plan": "plan",
     "chat": "conversation",
+}
+VERB: dict[str, str] = {
+    "observation": "observed",
+    "reflection": "thought",
+    "plan": "planned",
+    "chat": "talked about",
 }
 
 
@@ -47,18 +53,18 @@ async def score_importance(
     ask = [i for i, d in enumerate(descriptions) if not is_idle(d)]
     if not ask:
         return scores
+    system = persona_block(persona)
     questions = [
         Question(
             "importance",
             {
-                "persona": persona.summary(),
-                "name": persona.name,
+                "persona": system,
                 "what": WHAT[kind],
+                "verb": VERB[kind],
                 "description": descriptions[i],
             },
             SCHEMA,
             PURPOSE,
-            max_tokens=32,
             temperature=0.0,
         )
         for i in ask

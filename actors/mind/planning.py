@@ -17,12 +17,16 @@ from typing import Any
 
 from actors.mind import schemas
 from actors.mind.persona import Persona
-from actors.mind.prompting import Asker, Question
+from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.settings import PlanningSettings
 
 DAY_MINUTES = 1440
 SLEEP = "sleeping"
 FALLBACK_WAKE_HOUR = 7
+WAKE_HOURS = tuple(range(3, 12))
+"""The hours an agent may wake up at (an enum of the day plan's schema)."""
+ACTIVITY_CHARS = 50
+"""The longest activity phrase asked for (a plan entry's text)."""
 FREE_TIME = "free time at home"
 _SLEEP_WORDS = {"sleep", "sleeping", "asleep", "in bed sleeping", "sleeping in bed"}
 
@@ -133,6 +137,26 @@ class DayPlan:
             for e in self.entries
             if e.end > start and e.start < end
         )
+
+
+def outline(plan: DayPlan, start: int = 0, end: int = DAY_MINUTES) -> str:
+    """Like :meth:`DayPlan.schedule_text`, with each run of subtasks shown as its parent."""
+    lines: list[tuple[int, int, str, str]] = []
+    for e in plan.entries:
+        if e.end <= start or e.start >= end:
+            continue
+        activity = e.parent or e.activity
+        if lines and e.parent is not None and lines[-1][1] == e.start:
+            first, _, last_activity, location = lines[-1]
+            if (last_activity, location) == (activity, e.location):
+                lines[-1] = (first, e.end, activity, location)
+                continue
+        lines.append((e.start, e.end, activity, e.location))
+    return "\n".join(f"{hhmm(a)}-{hhmm(b)} {what} ({where})" for a, b, what, where in lines)
+
+
+def _day_text(day: date) -> str:
+    return f"{day:%A, %B} {day.day}, {day.year}"
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -259,24 +283,29 @@ async def plan_day(
     settings: PlanningSettings,
 ) -> DayPlan:
     """The day's wake-up hour and broad strokes, then its hourly schedule merged into blocks."""
-    day_text = f"{day:%A, %B} {day.day}, {day.year}"
+    day_text = _day_text(day)
+    system = persona_block(persona)
     first = Question(
         "plan_day",
         {
-            "persona": persona.summary(),
+            "persona": system,
             "date": day_text,
             "yesterday": yesterday.strip() or "nothing in particular",
+            "lifestyle": persona.lifestyle,
+            "earliest": WAKE_HOURS[0],
+            "latest": WAKE_HOURS[-1],
             "min": settings.broad_strokes_min,
             "max": settings.broad_strokes_max,
         },
         schemas.obj(
-            wake_hour=schemas.integer(3, 11),
+            wake_hour=schemas.integer_choice(WAKE_HOURS),
             broad_strokes=schemas.array(
-                schemas.text(120), settings.broad_strokes_min, settings.broad_strokes_max
+                schemas.text(ACTIVITY_CHARS + 20),
+                settings.broad_strokes_min,
+                settings.broad_strokes_max,
             ),
         ),
         PURPOSE_DAY,
-        max_tokens=512,
     )
     answer = await asker.ask_one(first)
     wake_hour, strokes = FALLBACK_WAKE_HOUR, fallback_strokes(persona)
@@ -293,22 +322,20 @@ async def plan_day(
     second = Question(
         "plan_hourly",
         {
-            "persona": persona.summary(),
+            "persona": system,
             "date": day_text,
             "wake": hhmm(wake_hour * 60),
             "strokes": "\n".join(f"{i}) {s}" for i, s in enumerate(strokes, 1)),
             "hours": ", ".join(hhmm(h * 60) for h in range(wake_hour, 24)),
             "count": waking,
-            "places": ", ".join(places),
             "sleep": SLEEP,
         },
         schemas.array(
-            schemas.obj(activity=schemas.text(80), location=schemas.choice(places)),
+            schemas.obj(activity=schemas.text(ACTIVITY_CHARS), location=schemas.choice(places)),
             waking,
             waking,
         ),
         PURPOSE_HOURLY,
-        max_tokens=48 * waking + 64,
     )
     hourly = await asker.ask_one(second)
     slots = fallback_slots(persona, wake_hour)
@@ -377,35 +404,38 @@ async def decompose(
     ]
     if not targets:
         return plan
-    day_text = f"{plan.date:%A, %B} {plan.date.day}, {plan.date.year}"
+    day_text = _day_text(plan.date)
+    system = persona_block(persona)
+    minutes_enum = schemas.integer_choice(range(lo, hi + 1, step))
     questions = []
     for idx in targets:
         e = plan.entries[idx]
-        most = e.duration // lo
-        least = min(math.ceil(e.duration / hi), most)
+        count = min(math.ceil(e.duration / hi), e.duration // lo)
+        durations = fit_durations([hi] * count, e.duration, lo, hi, step)
+        starts = [e.start + sum(durations[:k]) for k in range(len(durations))]
         questions.append(
             Question(
                 "plan_decompose",
                 {
-                    "persona": persona.summary(),
+                    "persona": system,
                     "date": day_text,
                     "activity": e.activity,
                     "location": e.location,
                     "start": hhmm(e.start),
                     "end": hhmm(e.end),
                     "minutes": e.duration,
-                    "lo": lo,
-                    "hi": hi,
-                    "step": step,
-                    "schedule": plan.schedule_text(e.start - 120, e.end + 120),
+                    "count": len(durations),
+                    "slots": ", ".join(
+                        f"{hhmm(a)}-{hhmm(a + d)}" for a, d in zip(starts, durations, strict=True)
+                    ),
+                    "schedule": outline(plan, e.start - 120, e.end + 120),
                 },
                 schemas.array(
-                    schemas.obj(activity=schemas.text(80), minutes=schemas.integer(lo, hi)),
-                    least,
-                    most,
+                    schemas.obj(activity=schemas.text(ACTIVITY_CHARS), minutes=minutes_enum),
+                    len(durations),
+                    len(durations),
                 ),
                 PURPOSE_DECOMPOSE,
-                max_tokens=min(40 * most + 64, 4096),
             )
         )
     answers = await asker.ask(questions)
@@ -447,31 +477,31 @@ async def replan(
     step = settings.subtask_step_minutes
     places = places_of(persona)
     remaining = DAY_MINUTES - now
-    most = min(max(remaining // 30, 1), 24)
+    most = min(max(math.ceil(remaining / 60), 1), 16)  # about one entry an hour
+    longest = max(step, min(240, step * (remaining // step)))
     question = Question(
         "plan_revise",
         {
-            "persona": persona.summary(),
-            "date": f"{plan.date:%A, %B} {plan.date.day}, {plan.date.year}",
+            "persona": persona_block(persona),
+            "date": _day_text(plan.date),
             "now": hhmm(now),
             "reason": reason.strip() or "something happened",
-            "so_far": plan.schedule_text(0, now) or "nothing yet",
-            "old_rest": plan.schedule_text(now, DAY_MINUTES),
+            "so_far": outline(plan, max(0, now - 180), now) or "nothing yet",
+            "old_rest": outline(plan, now, DAY_MINUTES),
             "remaining": remaining,
-            "places": ", ".join(places),
+            "most": most,
             "sleep": SLEEP,
         },
         schemas.array(
             schemas.obj(
-                activity=schemas.text(80),
+                activity=schemas.text(ACTIVITY_CHARS),
                 location=schemas.choice(places),
-                minutes=schemas.integer(5, 240),
+                minutes=schemas.integer_choice(range(step, longest + 1, step)),
             ),
             1,
             most,
         ),
         PURPOSE_REVISE,
-        max_tokens=56 * most + 64,
     )
     answer = await asker.ask_one(question)
     items = [a for a in answer if isinstance(a, dict)] if isinstance(answer, list) else []

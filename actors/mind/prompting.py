@@ -1,9 +1,16 @@
 """Prompt templates (one file per step, named fields) and the mind's one way to ask the model.
 
 A template file ``prompts/<name>.txt`` has a ``### system`` and a ``### user`` section; fields are
-``$name`` (``string.Template``). Every question carries a JSON schema; an answer that fails is
-asked once more with another seed, then given up (``None``) and counted, so that a bad answer
-never crashes a run.
+``$name`` (``string.Template``). Every step's system section is ``$persona`` alone: the agent's
+persona block (:func:`persona_block`, from ``prompts/blocks/persona.txt``), the same text for
+every purpose, so that all of one agent's requests share a long stable prefix that an engine
+with prefix caching computes once. What changes (memories, transcript) comes next, in the user
+message, and the task last.
+
+Every question carries a JSON schema; its ``max_tokens`` is, unless given, the longest answer the
+schema admits (:func:`serving.json_schemas.answer_tokens`). An answer that fails is asked once
+more with another seed, then given up (``None``) and counted, so that a bad answer never crashes
+a run.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from actors.mind.persona import Persona
+from serving.json_schemas import answer_tokens
 from serving.llm import LLM
 from serving.types import ChatMessage, LLMRequest
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+BLOCKS_DIR = PROMPTS_DIR / "blocks"
+DEFAULT_MAX_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,67 @@ def load_prompt(name: str) -> PromptTemplate:
     )
 
 
+@cache
+def _persona_template() -> string.Template:
+    return string.Template((BLOCKS_DIR / "persona.txt").read_text(encoding="utf-8"))
+
+
+def _lines(items: Any) -> str:
+    return "\n".join(f"- {item}" for item in items) or "- (nobody yet)"
+
+
+def persona_block(persona: Persona) -> str:
+    """The agent's system message: who it is, whom and which places it knows.
+
+    The same text for every purpose (it depends on the persona only), so one agent's requests
+    share it as their prefix; the known places come last, as they grow during a run.
+    """
+    details = [f"Name: {persona.name} (age: {persona.age})", f"Innate traits: {persona.traits}"]
+    details.append(f"Lifestyle: {persona.lifestyle}")
+    if persona.current_situation:
+        details.append(f"Currently: {persona.current_situation}")
+    if persona.daily_requirements:
+        details.append("Daily requirements: " + "; ".join(persona.daily_requirements))
+    if persona.home:
+        details.append(f"Home: {persona.home}")
+    people = [f"{who}: {what}" for who, what in persona.relationships.items()]
+    places = [p for p in dict.fromkeys((*persona.known_places, persona.home)) if p]
+    return (
+        _persona_template()
+        .substitute(
+            name=persona.name,
+            details="\n".join(details),
+            people=_lines(people),
+            places="; ".join(places) or "(none yet)",
+        )
+        .strip()
+    )
+
+
 @dataclass(frozen=True)
 class Question:
-    """One thing to ask: a template, its fields, the answer's schema, and why (the purpose)."""
+    """One thing to ask: a template, its fields, the answer's schema, and why (the purpose).
+
+    ``max_tokens`` of ``None`` is the longest answer ``schema`` admits (or
+    :data:`DEFAULT_MAX_TOKENS` for a schema with no longest answer).
+    """
 
     prompt: str | PromptTemplate  # a template's name (prompts/<name>.txt) or the template
     fields: dict[str, Any]
     schema: dict[str, Any]
     purpose: str
-    max_tokens: int = 256
+    max_tokens: int | None = None
     temperature: float = 0.7
+
+    @property
+    def budget(self) -> int:
+        """The request's ``max_tokens``."""
+        if self.max_tokens is not None:
+            return self.max_tokens
+        try:
+            return answer_tokens(self.schema)
+        except ValueError:  # unbounded: an open string or array
+            return DEFAULT_MAX_TOKENS
 
 
 @dataclass
@@ -133,7 +195,7 @@ class Asker:
             ).render(**q.fields),
             json_schema=q.schema,
             adapter=self.adapter,
-            max_tokens=q.max_tokens,
+            max_tokens=q.budget,
             temperature=q.temperature,
             seed=self._seed(),
             purpose=q.purpose,

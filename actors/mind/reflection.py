@@ -9,9 +9,9 @@ from typing import Any
 from actors.mind.importance import score_importance
 from actors.mind.memory import Memory
 from actors.mind.persona import Persona
-from actors.mind.prompting import Asker, Question
+from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.records import MemoryRecord, expiry, is_idle
-from actors.mind.schemas import array, integer, obj, text
+from actors.mind.schemas import array, integer, obj, question, text
 from actors.mind.settings import ImportanceSettings, ReflectionSettings
 
 QUESTIONS_PURPOSE = "reflection_questions"
@@ -53,11 +53,13 @@ class ReflectionTrigger:
 
 
 def questions_schema(n: int) -> dict[str, Any]:
-    return obj(questions=array(text(160), n, n))
+    """Exactly ``n`` questions, each ending with a question mark."""
+    return obj(questions=array(question(160), n, n))
 
 
 def insights_schema(statements: int, insights: int) -> dict[str, Any]:
-    """Insights citing statements by number: a number outside 1..statements cannot validate."""
+    """Exactly ``insights`` insights citing statements by number: a number outside
+    1..statements (the integers 1..N: an enum of the statements shown) cannot validate."""
     return obj(
         insights=array(
             obj(insight=text(200), evidence=array(integer(1, statements), 1, MAX_CITATIONS)),
@@ -67,7 +69,13 @@ def insights_schema(statements: int, insights: int) -> dict[str, Any]:
     )
 
 
-CHAT_SCHEMA = obj(plans=text(200), memo=text(200))
+CHAT_SCHEMA = obj(plans=text(160), memo=text(160))
+
+
+def _other(chat: MemoryRecord, name: str) -> str:
+    """Whom the chat was with: the other speakers of its transcript."""
+    others = dict.fromkeys(who for who, _ in chat.transcript or () if who != name)
+    return " and ".join(others) or "someone"
 
 
 def _numbered(records: Sequence[MemoryRecord]) -> str:
@@ -105,18 +113,17 @@ async def reflect(
     focal = await focal_records(memory, settings)
     if not focal:
         return []
+    system = persona_block(persona)
     answer = await asker.ask_one(
         Question(
             "reflection_questions",
             {
-                "persona": persona.summary(),
-                "name": persona.name,
-                "statements": "\n".join(r.description for r in focal),
+                "persona": system,
+                "statements": "\n".join(f"- {r.description}" for r in focal),
                 "count": settings.questions,
             },
             questions_schema(settings.questions),
             QUESTIONS_PURPOSE,
-            max_tokens=96 * settings.questions,
         )
     )
     if not isinstance(answer, dict):
@@ -131,15 +138,16 @@ async def reflect(
             Question(
                 "reflection_insights",
                 {
-                    "persona": persona.summary(),
+                    "persona": system,
                     "name": persona.name,
                     "question": q,
                     "statements": _numbered(retrieved[q]),
+                    "n": len(retrieved[q]),
+                    "max_cited": min(MAX_CITATIONS, len(retrieved[q])),
                     "count": settings.insights_per_question,
                 },
                 insights_schema(len(retrieved[q]), settings.insights_per_question),
                 INSIGHTS_PURPOSE,
-                max_tokens=80 * settings.insights_per_question,
             )
             for q in asked
         ]
@@ -190,14 +198,14 @@ async def reflect_after_chat(
         Question(
             "chat_reflection",
             {
-                "persona": persona.summary(),
+                "persona": persona_block(persona),
                 "name": persona.name,
+                "other": _other(chat, persona.name),
                 "summary": chat.description,
                 "transcript": transcript or "(no transcript)",
             },
             CHAT_SCHEMA,
             CHAT_PURPOSE,
-            max_tokens=160,
         )
     )
     if not isinstance(answer, dict):

@@ -3,24 +3,36 @@ character pipeline); the mind imports them from here."""
 
 from serving.json_schemas import (
     MAX_REPEAT,
+    SPOKEN_CHARS,
     TEXT_CHARS,
+    answer_tokens,
     array,
     boolean,
     choice,
     hhmm,
     integer,
+    integer_choice,
+    keyed,
     obj,
+    question,
+    sentence,
     text,
 )
 
 __all__ = [
     "MAX_REPEAT",
+    "SPOKEN_CHARS",
     "TEXT_CHARS",
+    "answer_tokens",
     "array",
     "boolean",
     "choice",
     "hhmm",
     "integer",
+    "integer_choice",
+    "keyed",
     "obj",
+    "question",
+    "sentence",
     "text",
 ]

@@ -52,7 +52,9 @@ RULES = [
 def test_counts_drops_and_both_layouts(tmp_path: Path) -> None:
     llm = ScriptedLLM(RULES)
     summary = asyncio.run(
-        build_character(PROFILE, llm, tmp_path, scenes_per_chunk=3, prompts=4, seed=1)
+        build_character(
+            PROFILE, llm, tmp_path, scenes_per_chunk=3, prompts=4, seed=1, structured=False
+        )
     )
     counts = summary["counts"]
     assert counts == {
@@ -85,10 +87,14 @@ def test_counts_drops_and_both_layouts(tmp_path: Path) -> None:
 
 
 def test_resume_answers_from_the_recording_alone(tmp_path: Path) -> None:
-    first = asyncio.run(build_character(PROFILE, ScriptedLLM(RULES), tmp_path, 3, 4, seed=2))
+    first = asyncio.run(
+        build_character(PROFILE, ScriptedLLM(RULES), tmp_path, 3, 4, seed=2, structured=False)
+    )
     assert (tmp_path / RECORDING).stat().st_size > 0
     failing = ScriptedLLM(lambda request: RuntimeError("the generator is down"))
-    second = asyncio.run(build_character(PROFILE, failing, tmp_path, 3, 4, seed=2))
+    second = asyncio.run(
+        build_character(PROFILE, failing, tmp_path, 3, 4, seed=2, structured=False)
+    )
     assert failing.calls == []
     assert second["counts"] == first["counts"] and second["failed_generations"] == 0
     assert len(read_scenes(tmp_path / "generated.json")) == 4
@@ -100,10 +106,12 @@ def test_failed_generations_are_asked_again_on_resume(tmp_path: Path) -> None:
             return RuntimeError("busy")
         return dict(RULES)[request.purpose](request)  # type: ignore[operator]
 
-    first = asyncio.run(build_character(PROFILE, ScriptedLLM(flaky), tmp_path, 3, 4, seed=2))
+    first = asyncio.run(
+        build_character(PROFILE, ScriptedLLM(flaky), tmp_path, 3, 4, seed=2, structured=False)
+    )
     assert first["failed_generations"] == 2 and first["counts"]["protective"] == 0
     again = ScriptedLLM(RULES)
-    second = asyncio.run(build_character(PROFILE, again, tmp_path, 3, 4, seed=2))
+    second = asyncio.run(build_character(PROFILE, again, tmp_path, 3, 4, seed=2, structured=False))
     assert [r.purpose for r in again.calls] == ["character.protective"] * 2
     assert second["counts"]["protective"] == 2 and second["counts"]["parsed"] == 4
 

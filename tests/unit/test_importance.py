@@ -12,8 +12,9 @@ SETTINGS = ImportanceSettings()
 
 
 def user_text(request: LLMRequest) -> str:
+    """The memory asked about: the user message's first paragraph (the scale follows it)."""
     assert request.messages is not None
-    return request.messages[-1].content
+    return request.messages[-1].content.split("\n\n")[0]
 
 
 async def test_idle_descriptions_score_1_with_no_model_call() -> None:
@@ -51,7 +52,7 @@ async def test_the_rest_is_asked_in_one_batch_in_order() -> None:
     assert scores == [2, 1, 8, 2]
     assert llm.batch_sizes == [3]
     assert {r.purpose for r in llm.calls} == {"importance"}
-    assert "1 is purely mundane" in (llm.calls[0].messages or ())[0].content
+    assert "1 is purely mundane" in (llm.calls[0].messages or ())[-1].content
     assert (llm.calls[0].json_schema or {})["properties"]["importance"]["maximum"] == 10
 
 
