@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +42,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.engine_profile import Sampler
 from cluster.hosts import ray_host_factory
 from cluster.packing import auto_agents_per_host
 from cluster.run import RunOptions, Services, versions
@@ -90,6 +94,7 @@ class ModeResult:
     peak_mb_per_agent: float
     marginal_mb_per_agent: float  # (peak - baseline) / agents
     finish_s: float  # joining the tables after the run
+    engine_profile: dict[str, Any] | None = None  # --profile: the LLM replica's engine thread
 
 
 def agents_per_host(mode: str, n_agents: int) -> int:
@@ -138,8 +143,24 @@ def purpose_shares(
     return out
 
 
+def llm_replica_pid() -> int:
+    """The process of the LLM service's replica (its Ray process title names it)."""
+    found = subprocess.run(
+        ["pgrep", "-f", "ServeReplica:llm"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if not found:
+        raise RuntimeError("no LLM replica process found to profile")
+    return int(found[0])
+
+
 async def run_mode(
-    mode: str, scenario: Scenario, steps: int, seed: int, work: Path, llm: ServeLLM
+    mode: str,
+    scenario: Scenario,
+    steps: int,
+    seed: int,
+    work: Path,
+    llm: ServeLLM,
+    profile: bool = False,
 ) -> ModeResult:
     """Runs ``scenario`` for ``steps`` steps in a fresh simulation; kills its hosts after."""
     n = len(scenario.agents)
@@ -163,9 +184,13 @@ async def run_mode(
         seed_calls = sim.tables.counts["llm_calls"]
         asked0 = await ask_stats(sim)
         busy0, sizes0 = await service_counters(llm)
+        sampler = Sampler() if profile else None
+        if sampler is not None:
+            sampler.start(llm_replica_pid())
         t1 = time.perf_counter()
         await sim.run(steps)
         wall_s = time.perf_counter() - t1
+        sampled = None if sampler is None else sampler.stop()
         busy1, sizes1 = await service_counters(llm)
         asked1 = await ask_stats(sim)
         t2 = time.perf_counter()
@@ -215,6 +240,9 @@ async def run_mode(
         peak_mb_per_agent=peak / n,
         marginal_mb_per_agent=(peak - baseline) / n,
         finish_s=finish_s,
+        engine_profile=None
+        if sampled is None
+        else {"samples": sampled.samples, "model_work_share": sampled.model_work_share},
     )
 
 
@@ -222,7 +250,10 @@ async def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     llm = ServeLLM()
     await llm.info()  # the service is up and the handle is warm before any timing
     town = load_scenario(TOWN)
-    modes = [await run_mode(m, town, args.steps, args.seed, work / "town", llm) for m in args.modes]
+    modes = [
+        await run_mode(m, town, args.steps, args.seed, work / "town", llm, args.profile)
+        for m in args.modes
+    ]
     synthetic = None
     if args.synthetic:
         hours = args.synthetic_steps * 10 / 3600
@@ -286,6 +317,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2", help="smollm2, tiny, or a model folder")
     parser.add_argument("--record", default=None, help="record every model answer to this file")
     parser.add_argument("--threads", type=int, default=None, help="the engine's torch threads")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the LLM replica during each mode's run"
+    )
     parser.add_argument("--steps", type=int, default=360, help="steps of every town mode")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + str(MODES))
     parser.add_argument("--synthetic", type=int, default=250, help="agents; 0 skips it")
@@ -329,6 +363,14 @@ def main() -> None:
                 " from the prefix cache)"
             )
             print_purposes(r)
+            if r.engine_profile is not None:
+                samples = r.engine_profile["samples"]
+                total = sum(samples.values()) or 1
+                print(f"  {r.mode}: the LLM engine thread, share of busy samples:")
+                for name, count in sorted(samples.items(), key=lambda kv: -kv[1]):
+                    print(f"    {name:<26} {count / total:>6.1%}")
+                share = r.engine_profile["model_work_share"]
+                print(f"    model's matrix products (linear + attention): {share:.1%}")
     if ratio is not None:
         print(f"speed-up sequential / packed: {ratio:.2f}x (goal >= {SPEEDUP_GOAL:.0f}x)")
     if synthetic is not None:
