@@ -49,6 +49,15 @@ def text(max_chars: int = 200, min_chars: int = 1) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^{_run(TEXT_CHARS, min_chars, max_chars)}$"}
 
 
+def phrase(max_chars: int = 60) -> dict[str, Any]:
+    """A short phrase in words (letters, spaces, commas, apostrophes, hyphens), a letter first:
+    no digits, no stray punctuation for a weak model to fill an activity with."""
+    if max_chars < 1:
+        raise ValueError(f"phrase({max_chars}): bad bound")
+    body = f"(?:{_run(WORD_CHARS, 0, max_chars - 1)})?" if max_chars > 1 else ""
+    return {"type": "string", "pattern": f"^[A-Za-z]{body}$"}
+
+
 def literal(words: str) -> str:
     """``words`` as a regex matching exactly them (each non-alphanumeric in a class)."""
     out = []

@@ -112,10 +112,7 @@ OPENING_SCHEMA = schemas.obj(
     utterance=schemas.sentence(UTTERANCE_CHARS, chars=schemas.SPOKEN_CHARS),
     end={"type": "boolean", "const": False},
 )
-_ENDING = {
-    True: 'Set "end" to true only if this line ends the conversation.',
-    False: 'Keep "end" false: the conversation has only just begun.',
-}
+
 SUMMARY_SCHEMA = schemas.obj(summary=schemas.sentence(SUMMARY_CHARS))
 
 
@@ -224,7 +221,6 @@ async def next_utterance(
                 "relationship": relationship or NOTHING,
                 "memories": _lines(_merged(results)),
                 "transcript": _format_transcript(transcript),
-                "ending": _ENDING[may_end],
             },
             UTTERANCE_SCHEMA if may_end else OPENING_SCHEMA,
             "dialogue",

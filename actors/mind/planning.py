@@ -292,6 +292,7 @@ async def plan_day(
             "date": day_text,
             "yesterday": yesterday.strip() or "nothing in particular",
             "lifestyle": persona.lifestyle,
+            "requirements": "\n".join(f"- {r}" for r in persona.daily_requirements) or "- none",
             "earliest": WAKE_HOURS[0],
             "latest": WAKE_HOURS[-1],
             "min": settings.broad_strokes_min,
@@ -300,7 +301,7 @@ async def plan_day(
         schemas.obj(
             wake_hour=schemas.integer_choice(WAKE_HOURS),
             broad_strokes=schemas.array(
-                schemas.text(ACTIVITY_CHARS + 20),
+                schemas.phrase(ACTIVITY_CHARS + 20),
                 settings.broad_strokes_min,
                 settings.broad_strokes_max,
             ),
@@ -328,10 +329,9 @@ async def plan_day(
             "strokes": "\n".join(f"{i}) {s}" for i, s in enumerate(strokes, 1)),
             "hours": ", ".join(hhmm(h * 60) for h in range(wake_hour, 24)),
             "count": waking,
-            "sleep": SLEEP,
         },
         schemas.array(
-            schemas.obj(activity=schemas.text(ACTIVITY_CHARS), location=schemas.choice(places)),
+            schemas.obj(activity=schemas.phrase(ACTIVITY_CHARS), location=schemas.choice(places)),
             waking,
             waking,
         ),
@@ -431,7 +431,7 @@ async def decompose(
                     "schedule": outline(plan, e.start - 120, e.end + 120),
                 },
                 schemas.array(
-                    schemas.obj(activity=schemas.text(ACTIVITY_CHARS), minutes=minutes_enum),
+                    schemas.obj(activity=schemas.phrase(ACTIVITY_CHARS), minutes=minutes_enum),
                     len(durations),
                     len(durations),
                 ),
@@ -494,7 +494,7 @@ async def replan(
         },
         schemas.array(
             schemas.obj(
-                activity=schemas.text(ACTIVITY_CHARS),
+                activity=schemas.phrase(ACTIVITY_CHARS),
                 location=schemas.choice(places),
                 minutes=schemas.integer_choice(range(step, longest + 1, step)),
             ),

@@ -11,7 +11,7 @@ from actors.mind.memory import Memory
 from actors.mind.persona import Persona
 from actors.mind.prompting import Asker, Question, persona_block
 from actors.mind.records import MemoryRecord, expiry, is_idle
-from actors.mind.schemas import array, integer, obj, question, text
+from actors.mind.schemas import array, integer, obj, question, sentence, text
 from actors.mind.settings import ImportanceSettings, ReflectionSettings
 
 QUESTIONS_PURPOSE = "reflection_questions"
@@ -62,7 +62,7 @@ def insights_schema(statements: int, insights: int) -> dict[str, Any]:
     1..statements (the integers 1..N: an enum of the statements shown) cannot validate."""
     return obj(
         insights=array(
-            obj(insight=text(200), evidence=array(integer(1, statements), 1, MAX_CITATIONS)),
+            obj(insight=sentence(200), evidence=array(integer(1, statements), 1, MAX_CITATIONS)),
             insights,
             insights,
         )

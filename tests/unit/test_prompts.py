@@ -167,6 +167,10 @@ async def test_schemas_carry_the_constraints_a_small_model_breaks() -> None:
     (hourly,) = schemas["plan_hourly"]
     assert hourly["minItems"] == hourly["maxItems"] == 24 - agent.plan.wake_hour  # type: ignore[union-attr]
     assert hourly["items"]["properties"]["location"]["enum"] == places
+    activity = hourly["items"]["properties"]["activity"]["pattern"]
+    assert re.fullmatch(activity, "taking the boat out") and re.fullmatch(activity, "Pip's lunch")
+    for junk in ("1. wake up", "...(the full", " ", "work.crazy.b.513"):
+        assert not re.fullmatch(activity, junk), junk  # words only, a letter first
     # decomposition: exactly the steps asked for, minutes an enum of multiples of the step
     for schema in schemas["plan_decompose"]:
         assert schema["minItems"] == schema["maxItems"]
