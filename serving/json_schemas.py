@@ -143,10 +143,12 @@ def keyed(keys: Sequence[str], item: dict[str, Any]) -> dict[str, Any]:
 
 # -- the longest answer, in tokens --------------------------------------------------------------
 
-CHARS_PER_TOKEN = 2.0
-"""Characters a token of free text, at the least, that a budget allows for: English BPE writes 3
-to 5, the tiny test model's random text about 3. The fixed parts of an answer (keys, braces,
-enum values, digits) are counted a token a character, as a weak model may spell them out."""
+CHARS_PER_TOKEN = 1.0
+"""Characters a token that a budget allows for: every token of a constrained answer (ASCII by its
+patterns) is at least one character, so a budget of the longest answer's characters never cuts
+an answer short, whatever the model writes (a weak model's degenerate text runs near one
+character a token; English text runs 3 to 5, and ends far sooner). The fixed parts of an answer
+(keys, braces, enum values, digits) are counted a token a character too."""
 
 
 def pattern_max_chars(pattern: str) -> int:
@@ -205,7 +207,7 @@ def answer_chars(schema: dict[str, Any]) -> int:
 def answer_tokens(schema: dict[str, Any]) -> int:
     """A token budget that fits the longest answer under ``schema``: its fixed characters a
     token each, its free text at :data:`CHARS_PER_TOKEN`, and the end of the turn. Constrained
-    decoding closes the answer within that length, so a row never runs far past its answer, and
-    the budget does not cut an answer short."""
+    decoding closes the answer within that length, so a row never runs past its longest
+    answer, and the budget never cuts an answer short."""
     fixed, free = _longest(schema)
     return fixed + math.ceil(free / CHARS_PER_TOKEN) + 1
