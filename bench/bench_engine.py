@@ -84,6 +84,7 @@ async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: i
     stats = getattr(engine, "stats", None)
     forward0 = stats.forward_s if stats else 0.0
     step0 = stats.step_s if stats else 0.0
+    forced0 = getattr(stats, "forced_tokens", 0) if stats else 0
     passes0 = len(engine.batch_sizes)
     queue = list(requests)
     results: list[LLMResult] = []
@@ -111,6 +112,8 @@ async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: i
         "tokens_per_s": (prompt + completion) / wall,
         "cached_share": cached / prompt if prompt else 0.0,
         "mean_rows_per_pass": statistics.fmean(sizes) if sizes else 0.0,
+        "passes": len(sizes),
+        "forced_tokens": (getattr(stats, "forced_tokens", 0) - forced0) if stats else 0,
         "failed": sum(1 for r in results if not r.ok),
         "forward_share": (
             (stats.forward_s - forward0) / (stats.step_s - step0)
@@ -129,6 +132,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         options["prefix_cache_mb"] = args.prefix_cache_mb
     if "prefill_chunk_tokens" in fields and args.prefill_chunk is not None:
         options["prefill_chunk_tokens"] = args.prefill_chunk
+    if "jump_forward" in fields:
+        options["jump_forward"] = not args.no_jump_forward
     config = EngineConfig(engine="hf", **options)
     engine = HFEngine(config)
     t0 = time.perf_counter()
@@ -185,6 +190,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--prefix-cache-mb", type=int, default=None)
     parser.add_argument("--prefill-chunk", type=int, default=None)
+    parser.add_argument(
+        "--no-jump-forward", action="store_true", help="decode forced text token by token"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the highest level")
     parser.add_argument("--label", default="", help="a name for this run in the output")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_engine.json"))

@@ -346,7 +346,8 @@ def main() -> None:
     options = RunOptions(engine=engine, progress=False)
     work = Path(tempfile.mkdtemp(prefix="simulacra-bench-town-"))
     started = time.perf_counter()
-    with Services(options):
+    hosts = max(-(-25 // agents_per_host(mode, 25)) for mode in args.modes or ["packed"])
+    with Services(options, hosts=hosts):
         results = asyncio.run(run_all(args, work))
     total_s = time.perf_counter() - started
 

@@ -30,6 +30,7 @@ from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
 from scenarios.schema import Scenario
 from serving.config import EngineConfig
+from serving.cpu_threads import llm_threads
 from serving.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,9 @@ class Services:
     """Starts Ray and the LLM and embedding services, or uses running ones; on exit stops only
     what it started (a caller's own Ray cluster and services are left running)."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, hosts: int = 0) -> None:
         self.options = options
+        self.hosts = hosts
         self.owns_ray = False
         self.started = False
 
@@ -197,6 +199,9 @@ class Services:
         self.owns_ray = not ray.is_initialized()
         init_ray(self.options.address)
         engine = self.options.engine
+        if engine.cpu_threads is None and not self.options.address:
+            # the services run on this machine, beside the hosts: the LLM takes what they leave
+            engine = engine.model_copy(update={"cpu_threads": llm_threads(self.hosts)})
         running: set[str] = set()
         if self.options.address and engine.record is None and engine.replay is None:
             with contextlib.suppress(Exception):
@@ -325,7 +330,7 @@ def _execute(
     try:
         with contextlib.ExitStack() as stack:
             if factory is None:
-                stack.enter_context(Services(options))
+                stack.enter_context(Services(options, hosts=-(-len(scenario.agents) // per_host)))
                 factory = _factory(options, settings, run_dir.name)
             sim = Simulation(
                 scenario,

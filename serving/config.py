@@ -28,12 +28,13 @@ class EngineConfig(BaseModel):
     # hf
     device: str | None = None  # None: cuda when present, else cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    cpu_threads: int | None = Field(None, ge=1)  # torch threads on a CPU; None: half the cores
+    cpu_threads: int | None = Field(None, ge=1)  # torch threads on a CPU; None: cores left free
     max_batch_size: int = Field(32, ge=1)  # hf: most rows decoding at once
     batch_wait_ms: float = Field(5.0, ge=0)  # dynamic batching (embedder); hf schedules per pass
     prefill_chunk_tokens: int = Field(256, ge=1)  # hf: most prompt tokens in one forward pass
     kv_cache_mb: int = Field(4096, ge=1)  # hf: KV memory of running rows (a lone row always runs)
     prefix_cache_mb: int = Field(1024, ge=0)  # hf: KV of cached prompt prefixes; 0: no cache
+    jump_forward: bool = True  # hf: text the grammar forces goes in one pass, not token by token
     # vllm
     max_loras: int = Field(8, ge=1)
     max_lora_rank: int = Field(16, ge=1)

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from serving.batcher import DynamicBatcher
-from serving.cpu_threads import set_cpu_threads
+from serving.cpu_threads import embedder_threads, set_cpu_threads
 
 EMBEDDING_DIM = 384
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -84,7 +84,7 @@ class MiniLMEmbedder:
         verify_minilm(path)
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cpu":
-            set_cpu_threads()
+            set_cpu_threads(embedder_threads())
         self._model = SentenceTransformer(str(path), device=device)
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:

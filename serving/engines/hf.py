@@ -63,7 +63,7 @@ class _Row:
     peak_rows: int = 0
     matcher: Any = None  # xgrammar.GrammarMatcher or None
     generator: Any = None  # torch.Generator
-    next_token: int = 0
+    feed: list[int] = field(default_factory=list)  # decoding: tokens for the next pass
     tokens: list[int] = field(default_factory=list)
     text: str = ""  # set when the row is cut at a stop string, else when it finishes
     cut_at_stop: bool = False
@@ -82,6 +82,10 @@ class _Row:
     def prompt_left(self) -> int:
         return len(self.prompt) - self.prefilled
 
+    @property
+    def feed_tokens(self) -> int:
+        return len(self.feed) or 1
+
 
 @dataclass
 class EngineStats:
@@ -93,6 +97,7 @@ class EngineStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    forced_tokens: int = 0  # completion tokens the grammar forced (jump-forward, no pass each)
     requests: int = 0
 
 
@@ -400,7 +405,7 @@ class HFEngine:
                 chunk = row.prompt[row.prefilled : row.prefilled + n]
                 segments.append(Segment(row.kv, chunk, row.prefilled + n == len(row.prompt)))
             else:
-                segments.append(Segment(row.kv, [row.next_token]))
+                segments.append(Segment(row.kv, row.feed))
         if self._lora is not None:
             self._lora.select_segments(
                 [row.request.adapter for row, _ in plan], [len(s.tokens) for s in segments]
@@ -426,7 +431,7 @@ class HFEngine:
             bitmask = xgr.allocate_token_bitmask(len(sampling), self._vocab_size)
             self._mask_logits(sampling, logits, bitmask)
         for i, row in enumerate(sampling):
-            row.next_token = self._step_row(row, logits[i])
+            row.feed = self._step_row(row, logits[i])
             if row.done:
                 self._finish(row)
 
@@ -503,26 +508,55 @@ class HFEngine:
                 logits, bitmask, vocab_size=logits.shape[-1], indices=constrained
             )
 
-    def _step_row(self, row: _Row, logits: Any) -> int:
-        """Chooses a row's next token and advances its state; returns the token to feed."""
+    def _step_row(self, row: _Row, logits: Any) -> list[int]:
+        """Chooses a row's next token and advances its state; returns the tokens to feed: that
+        token, and the tokens of any text its grammar now forces."""
         request = row.request
         token = sample_token(logits, request.temperature, request.top_p, row.generator)
         row.tokens.append(token)
         if row.matcher is not None and not row.matcher.accept_token(token):
             row.finish_reason, row.error = "error", f"grammar rejected token {token}"
-            return token
+            return [token]
         if token in self._eos_ids or (row.matcher is not None and row.matcher.is_terminated()):
             row.finish_reason = "stop"
-            return token
+            return [token]
         if request.stop:
             text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
             cut = find_stop(text, request.stop)
             if cut is not None:
                 row.text, row.finish_reason, row.cut_at_stop = text[:cut], "stop", True
-                return token
+                return [token]
         if len(row.tokens) >= request.max_tokens or row.kv.length + 1 >= row.capacity:
             row.finish_reason = "length"
-        return token
+            return [token]
+        return [token, *self._jump_forward(row)]
+
+    def _jump_forward(self, row: _Row) -> list[int]:
+        """The tokens of the text the row's grammar forces next (jump-forward decoding), accepted
+        into its matcher and its answer (up to trailing whitespace); none without a grammar,
+        with stop strings, or when they would not fit the row's budget. They run through the
+        model together in one pass instead of one pass each (a JSON answer's keys, the rest of
+        a chosen name). On SmolLM2 and the town's recorded requests: 318 s without, 207 s
+        with (bench/bench_engine.py --no-jump-forward)."""
+        if not self.config.jump_forward or row.matcher is None or row.request.stop:
+            return []
+        # Trailing whitespace stays to the model: BPE joins a space to the word after it, and a
+        # lone space token leaves a small model off its tracks (SmolLM2 then wrote digits).
+        forced = row.matcher.find_jump_forward_string().rstrip()
+        if not forced:
+            return []
+        ids = list(self._tokenizer.encode(forced, add_special_tokens=False))
+        room = min(row.request.max_tokens - len(row.tokens), row.capacity - row.kv.length - 1)
+        if not ids or len(ids) >= room or self._tokenizer.decode(ids) != forced:
+            return []
+        for i in ids:
+            if not row.matcher.accept_token(i):  # the text is forced: should not happen
+                row.finish_reason = "error"
+                row.error = f"the grammar rejected its own forced text {forced!r}"
+                return []
+        row.tokens.extend(ids)
+        self.stats.forced_tokens += len(ids)
+        return ids
 
 
 def _resolve(future: asyncio.Future[LLMResult], result: LLMResult) -> None:

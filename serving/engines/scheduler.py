@@ -4,7 +4,9 @@ Between two forward passes the scheduler admits waiting requests (first come, fi
 within a number of rows and a KV memory budget) and plans the next pass: every row that is
 decoding adds its one next token, and rows still reading their prompt add chunks of it within a
 per-pass token budget, so one long prompt never stalls the rows that are writing for more than
-one chunk. Rows leave as soon as they finish, and their KV is freed.
+one chunk. A decoding row whose grammar forced some text after its newest token (jump-forward
+decoding) feeds all of those tokens in one pass. Rows leave as soon as they finish, and their
+KV is freed.
 
 Plain Python (no torch): the engine supplies rows that know their own sizes.
 """
@@ -25,6 +27,10 @@ class SchedulableRow(Protocol):
     @property
     def prompt_left(self) -> int:
         """Prompt tokens not yet run through the model (0 once decoding)."""
+
+    @property
+    def feed_tokens(self) -> int:
+        """Tokens a decoding row feeds the next pass: its newest, and any the grammar forced."""
 
 
 R = TypeVar("R", bound=SchedulableRow)
@@ -82,8 +88,9 @@ class Scheduler(Generic[R]):
 
     def plan(self) -> list[tuple[R, int]]:
         """The next forward pass: ``(row, tokens)`` for each row taking part, decoding rows
-        first (one token each), then prompt chunks within the per-pass budget."""
-        step = [(row, 1) for row in self.running if row.prompt_left == 0]
+        first (their newest token, and any forced after it), then prompt chunks within the
+        per-pass budget."""
+        step = [(row, row.feed_tokens) for row in self.running if row.prompt_left == 0]
         budget = self.limits.prefill_tokens
         for row in self.running:
             left = row.prompt_left

@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 
 from serving.engines.hf import HFEngine
+from serving.schema import parse_and_validate
 from serving.types import LLMRequest, LLMResult
+from tests.schemas import PLAN
 
 LONG = LLMRequest(prompt="At 07:30 the agent walks", max_tokens=300)  # runs to its budget
 
@@ -44,6 +46,7 @@ async def test_a_short_request_sent_after_a_long_one_finishes_first(engine: HFEn
 async def test_rows_joining_a_running_batch_answer_as_alone(engine: HFEngine):
     joiners = [_chat(t, a, max_tokens=24) for t, a in (("bread", None), ("the river", "alice"))]
     joiners.append(_chat("a walk", "bob", max_tokens=24, temperature=1.0, top_p=0.9, seed=3))
+    joiners.append(_chat("the day", "alice", max_tokens=200, json_schema=PLAN))  # jumps forward
     alone = [(await engine.generate([r]))[0] for r in (LONG, *joiners)]
     assert all(r.batch_size == 1 for r in alone)
     long_task = asyncio.create_task(engine.generate([LONG]))
@@ -111,3 +114,20 @@ async def test_a_cancelled_caller_leaves_the_engine(engine: HFEngine):
         await task
     [after] = await engine.generate([_chat("tea", max_tokens=3)])
     assert after.batch_size == 1 and engine._scheduler.running == []
+
+
+async def test_text_the_grammar_forces_goes_through_the_model_in_one_pass(start_tiny_engine: Any):
+    request = _chat("the day", json_schema=PLAN, max_tokens=400)
+    answers = {}
+    for jump in (True, False):
+        engine = start_tiny_engine(prefix_cache_mb=0, jump_forward=jump)
+        [result] = await engine.generate([request])
+        answers[jump] = (result, engine.stats.passes, engine.stats.forced_tokens)
+    (jumped, jump_passes, forced), (stepped, step_passes, none) = answers[True], answers[False]
+    for result in (jumped, stepped):
+        assert result.ok and result.finish_reason == "stop"
+        assert parse_and_validate(result.text, PLAN) == (result.parsed, None)
+    assert none == 0 and step_passes == stepped.completion_tokens  # one pass a token
+    assert forced >= 5  # '{"entries": [{"start": "' at least
+    assert jump_passes == jumped.completion_tokens - forced  # forced ones cost no pass
+    assert jumped.text.startswith('{"entries": [{"start": "')

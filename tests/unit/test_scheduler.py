@@ -9,6 +9,7 @@ from serving.engines.scheduler import Scheduler, SchedulerLimits
 class Row:
     kv_bytes: int
     prompt_left: int = 0
+    feed_tokens: int = 1
 
 
 def _scheduler(rows: int = 4, kv: int = 100, prefill: int = 10) -> Scheduler[Row]:
@@ -46,3 +47,12 @@ def test_the_plan_decodes_every_row_and_chunks_prompts_within_the_budget():
     s.admit(_cost)
     plan = s.plan()
     assert plan == [(decoding[0], 1), (decoding[1], 1), (reading[0], 7), (reading[1], 3)]
+
+
+def test_a_decoding_row_feeds_the_tokens_its_grammar_forced_in_one_pass():
+    s = _scheduler(prefill=4)
+    jumping, plain, reading = Row(1, feed_tokens=6), Row(1), Row(1, prompt_left=9)
+    for r in (jumping, plain, reading):
+        s.add(r)
+    s.admit(_cost)
+    assert s.plan() == [(jumping, 6), (plain, 1), (reading, 4)]  # forced text: not prefill
