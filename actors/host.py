@@ -1,10 +1,11 @@
 """The host: several agents in one process, stepped concurrently; a Ray actor in one line.
 
-``AgentHost`` is a plain class (tests construct it directly); :func:`remote_host` makes it a Ray
-actor. It holds only what its agents need: the LLM and embedding clients (names, not handles,
-cross the boundary), one memory store, the agents. Every public method is async, so a driver
-awaits a local host's method and a Ray actor's ``.remote()`` the same way. Values in and out are
-plain data (dicts, lists, str, int, float, bool, None, bytes), never dataclasses.
+``AgentHost`` is a plain class implementing :class:`~actors.host_protocol.Host` (tests construct
+it directly); :func:`remote_host` makes it a Ray actor. It holds only what its agents need: the
+LLM and embedding clients (names, not handles, cross the boundary), one memory store, the
+agents. Every public method is async, so the driver awaits a local host and a Ray actor's proxy
+the same way. Values in and out are the mind's own types and the frozen messages of
+:mod:`actors.messages`.
 """
 
 from __future__ import annotations
@@ -12,51 +13,50 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
 
+from actors.messages import (
+    AgentState,
+    ConversationOutcome,
+    HostRows,
+    HostUsage,
+    InterviewAnswer,
+    Line,
+    MemoryExport,
+    SeedMemory,
+    StepResult,
+    TableRow,
+    Transcript,
+    Written,
+    WrittenByAgent,
+)
 from actors.mind.agent import Agent
-from actors.mind.dialogue import Conversation
-from actors.mind.events import Observation
+from actors.mind.dialogue import Conversation, converse
+from actors.mind.events import Action, Observation
 from actors.mind.memory import Memory
 from actors.mind.memory_store import MemoryStore
 from actors.mind.persona import Persona
-from actors.mind.records import KINDS, MemoryRecord
+from actors.mind.records import KINDS
 from actors.mind.settings import MindSettings
 from serving.embedding import Embedder
 from serving.llm import LLM
-from serving.types import LLMRequest, LLMResult
 from serving.wrappers.accounting import AccountingLLM
 from serving.wrappers.serial import SerialLLM
 
 T = TypeVar("T")
 
 
-class _Tally:
-    """Counts the requests and tokens that pass (the host's calls of one step)."""
-
-    def __init__(self, inner: LLM) -> None:
-        self.inner = inner
-        self.requests = 0
-        self.tokens = 0
-
-    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
-        results = await self.inner.generate(requests)
-        self.requests += len(requests)
-        self.tokens += sum(r.prompt_tokens + r.completion_tokens for r in results)
-        return results
-
-
 class AgentHost:
     """Hosts agents; ``step`` runs them concurrently (their model calls meet in one batch).
 
     Args:
-        personas: the agents' identities, as plain dicts (``Persona.to_dict``).
-        settings: the mind's settings, as a plain dict (``MindSettings.model_dump``).
+        personas: the agents' identities.
+        settings: the mind's settings.
         seed: the run's seed.
         qdrant: where the default store lives (":memory:", a folder or a URL).
         llm: the model; by default the LLM service's Serve client.
@@ -70,8 +70,8 @@ class AgentHost:
 
     def __init__(
         self,
-        personas: Sequence[dict[str, Any]],
-        settings: dict[str, Any] | None = None,
+        personas: Sequence[Persona],
+        settings: MindSettings | None = None,
         seed: int = 0,
         qdrant: str = ":memory:",
         llm: LLM | None = None,
@@ -87,25 +87,23 @@ class AgentHost:
             llm = llm or ServeLLM()
             embedder = embedder or ServeEmbedder()
         if store is None:
-            from actors.qdrant_store import QdrantMemoryStore
+            from actors.qdrant import open_qdrant_store
 
-            store = QdrantMemoryStore(qdrant, dim=embedder.dim, collection_prefix=collection_prefix)
+            store = open_qdrant_store(qdrant, dim=embedder.dim, collection_prefix=collection_prefix)
         self.sequential = sequential
         self.accounting = AccountingLLM(llm)
         # Serial outside accounting: a row's latency is the model call's, not the lock wait.
-        self.tally = _Tally(SerialLLM(self.accounting) if sequential else self.accounting)
-        self.llm: LLM = self.tally
+        self.llm: LLM = SerialLLM(self.accounting) if sequential else self.accounting
         self.embedder = embedder
         self.store = store
-        self.settings = MindSettings.model_validate(settings or {})
+        self.settings = settings or MindSettings()
         self.agents: dict[str, Agent] = {}
-        self._traces: list[dict[str, Any]] = []  # retrieval trace rows, tagged with their step
+        self._traces: list[TableRow] = []  # retrieval trace rows, tagged with their step
         self._reported = (0, 0)  # requests and tokens already reported by step()
-        for data in personas:
-            persona = Persona.from_dict(data)
+        for persona in personas:
             if persona.name in self.agents:
                 raise ValueError(f"agent {persona.name!r} is hosted twice")
-            memory = Memory(persona.name, store, embedder, self.settings.retrieval)
+            memory = Memory(persona.name, store, embedder, self.settings.retrieval, seed=seed)
             self.agents[persona.name] = Agent(persona, self.llm, memory, self.settings, seed)
 
     def _agent(self, name: str) -> Agent:
@@ -124,204 +122,167 @@ class AgentHost:
         return dict(zip(names, results, strict=True))
 
     async def ping(self) -> bool:
-        """True (a health check)."""
         return True
 
-    async def usage(self) -> dict[str, Any]:
-        """This host's process: ``pid``, ``rss_mb`` now, ``peak_rss_mb`` so far,
-        ``baseline_rss_mb`` (at the start of ``__init__``, before the agents) and ``agents``."""
-        return {
-            "pid": os.getpid(),
-            "rss_mb": _rss_mb(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_mb": self._baseline_rss_mb,
-            "agents": len(self.agents),
-        }
+    async def usage(self) -> HostUsage:
+        return HostUsage(
+            pid=os.getpid(),
+            rss_mb=_rss_mb(),
+            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            baseline_rss_mb=self._baseline_rss_mb,
+            agents=len(self.agents),
+        )
 
     async def names(self) -> list[str]:
-        """The hosted agents' names."""
         return list(self.agents)
 
     async def step(
         self,
-        observations: dict[str, list[dict[str, Any]]],
-        now: str,
+        observations: Mapping[str, Sequence[Observation]],
+        now: datetime,
         step: int,
-        learned: dict[str, list[str]] | None = None,
-    ) -> dict[str, Any]:
-        """One step of the agents named in ``observations`` (an empty list still steps one).
-
-        Args:
-            observations: per agent, its observations (``Observation.to_dict``).
-            now: ISO game time.
-            step: the step number (for accounting).
-            learned: per agent, places it has newly come to know (given before stepping).
-
-        Returns:
-            ``actions``: per stepped agent, its new actions (``Action.to_dict``; none while it
-            continues); ``written``: per stepped agent, ``[kind, description]`` of the memory
-            records it wrote; ``calls`` and ``tokens``: the model requests of the step and
-            their prompt + completion tokens.
-        """
+        learned: Mapping[str, Sequence[str]] | None = None,
+    ) -> StepResult:
         for name, places in (learned or {}).items():
-            self._agent(name).learn_places(places)
+            self._agent(name).learn_places(list(places))
         for name in observations:
             self._agent(name)
-        when = datetime.fromisoformat(now)
 
-        async def one(name: str) -> list[dict[str, Any]]:
-            obs = [Observation.from_dict(o) for o in observations[name]]
+        async def one(name: str) -> tuple[Action, ...]:
             with self.accounting.context(step=step, agent=name):
-                actions = await self.agents[name].step(obs, when)
+                actions = await self.agents[name].step(list(observations[name]), now)
             self._keep_traces(name, step)
-            return [a.to_dict() for a in actions]
+            return tuple(actions)
 
-        calls, tokens = self._reported
         actions = await self._each(list(observations), one)
-        self._reported = (self.tally.requests, self.tally.tokens)
-        return {
-            "actions": actions,
-            "written": {n: self._written(n) for n in observations},
-            "calls": self.tally.requests - calls,  # this step's, and any conversation's since
-            "tokens": self.tally.tokens - tokens,
-        }
+        calls, tokens = self._report()
+        return StepResult(
+            actions=actions,
+            written={n: self._written(n) for n in observations},
+            calls=calls,
+            tokens=tokens,
+        )
 
-    def _keep_traces(self, name: str, step: int) -> None:
+    def _report(self) -> tuple[int, int]:
+        """Model requests and tokens since the last report."""
+        calls, tokens = self._reported
+        self._reported = (self.accounting.requests_total, self.accounting.tokens_total)
+        return self._reported[0] - calls, self._reported[1] - tokens
+
+    def _keep_traces(self, name: str, step: int | None) -> None:
         self._traces.extend(
             {"step": step, "agent": name, **asdict(row)}
             for row in self.agents[name].memory.drain_traces()
         )
 
-    def _written(self, name: str) -> list[list[str]]:
-        return [[kind, text] for kind, text in self.agents[name].memory.drain_journal()]
+    def _written(self, name: str) -> tuple[Written, ...]:
+        return tuple(Written(k, text) for k, text in self.agents[name].memory.drain_journal())
 
-    async def drain_written(self) -> dict[str, list[list[str]]]:
-        """Per agent, ``[kind, description]`` of the records written since the last drain (or
-        step) that wrote some."""
+    async def drain_written(self) -> WrittenByAgent:
         written = {n: self._written(n) for n in self.agents}
         return {n: rows for n, rows in written.items() if rows}
 
     async def seed_memories(
-        self, memories: dict[str, list[list[Any]]], now: str, step: int = 0
+        self, memories: Mapping[str, Sequence[SeedMemory]], now: datetime, step: int = 0
     ) -> None:
-        """Stores each agent's starting memories, items ``[text, importance or None]``; the
-        model calls scoring them are accounted at ``step``."""
         for name in memories:
             self._agent(name)
-        when = datetime.fromisoformat(now)
 
         async def one(name: str) -> None:
-            items = [(str(text), None if imp is None else int(imp)) for text, imp in memories[name]]
+            items = [(m.text, m.importance) for m in memories[name]]
             with self.accounting.context(step=step, agent=name):
-                await self.agents[name].seed_memories(items, when)
+                await self.agents[name].seed_memories(items, now)
 
         await self._each(list(memories), one)
         for name in memories:  # starting memories, not events of a step
             self.agents[name].memory.drain_journal()
-        self._reported = (self.tally.requests, self.tally.tokens)
+        self._reported = (self.accounting.requests_total, self.accounting.tokens_total)
+
+    async def converse(
+        self, first: str, second: str, now: datetime, step: int
+    ) -> ConversationOutcome:
+        speakers = (_HostedSpeaker(self, first, now, step), _HostedSpeaker(self, second, now, step))
+
+        async def summarize(transcript: Transcript) -> str:
+            return await self.summarize(first, second, transcript, step)
+
+        conversation = await converse(*speakers, now, self.settings.dialogue, summarize)
+
+        async def finish(name: str) -> Action:
+            return await self.finish_conversation(name, conversation, now, step)
+
+        done = await self._each([first, second], finish)
+        outcome = (done[first], done[second])
+        return ConversationOutcome(conversation, outcome, await self.drain_written())
 
     async def speak(
-        self, name: str, other: str, transcript: list[list[str]], now: str, step: int
-    ) -> list[Any]:
-        """``name``'s next line to ``other``: ``[line, end]``."""
+        self, name: str, other: str, transcript: Transcript, now: datetime, step: int
+    ) -> Line:
         agent = self._agent(name)
-        lines = tuple((str(s), str(u)) for s, u in transcript)
         with self.accounting.context(step=step, agent=name):
-            line, end = await agent.speak(other, lines, datetime.fromisoformat(now))
+            line, end = await agent.speak(other, tuple(transcript), now)
         self._keep_traces(name, step)
-        return [line, end]
+        return Line(line, end)
 
-    async def summarize(self, name: str, other: str, transcript: list[list[str]], step: int) -> str:
-        """``name``'s one-line summary of its conversation with ``other``."""
+    async def summarize(self, name: str, other: str, transcript: Transcript, step: int) -> str:
         agent = self._agent(name)
         with self.accounting.context(step=step, agent=name):
-            return await agent.summarize(other, [(str(s), str(u)) for s, u in transcript])
+            return await agent.summarize(other, list(transcript))
 
     async def finish_conversation(
-        self, name: str, conversation: dict[str, Any], now: str, step: int
-    ) -> dict[str, Any]:
-        """``name`` stores and reflects on a finished conversation; returns its ``chat_done``
-        action. ``conversation``: participants ``[a, b]``, transcript ``[[speaker, line], ...]``,
-        summary, started (ISO), minutes."""
+        self, name: str, conversation: Conversation, now: datetime, step: int
+    ) -> Action:
         agent = self._agent(name)
-        a, b = conversation["participants"]
-        talk = Conversation(
-            participants=(str(a), str(b)),
-            transcript=tuple((str(s), str(u)) for s, u in conversation["transcript"]),
-            summary=str(conversation["summary"]),
-            started=datetime.fromisoformat(conversation["started"]),
-            minutes=int(conversation["minutes"]),
-        )
         with self.accounting.context(step=step, agent=name):
-            action = await agent.finish_conversation(talk, datetime.fromisoformat(now))
+            action = await agent.finish_conversation(conversation, now)
         self._keep_traces(name, step)
-        return action.to_dict()
+        return action
 
-    async def interview(self, name: str, question: str, now: str) -> dict[str, Any]:
-        """``name`` answers ``question`` in character: the answer and the records it used."""
+    async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
         agent = self._agent(name)
         with self.accounting.context(agent=name):
-            answer, used = await agent.interview(question, datetime.fromisoformat(now))
-        return {"agent": name, "question": question, "answer": answer, "record_ids": used}
+            answer, used = await agent.interview(question, now)
+        return InterviewAnswer(name, question, answer, tuple(used))
 
-    async def drain(self) -> dict[str, list[dict[str, Any]]]:
-        """What happened since the last drain, as rows of plain data (then forgotten here).
-
-        ``llm_calls``: the accounting rows; ``retrievals``: every agent's retrieval trace rows,
-        each with an ``agent`` key.
-        """
+    async def drain(self) -> HostRows:
         calls = self.accounting.rows()
         self.accounting.clear()
         for name in self.agents:  # retrievals outside a step (an interview) have no step
-            self._traces.extend(
-                {"step": None, "agent": name, **asdict(row)}
-                for row in self.agents[name].memory.drain_traces()
-            )
+            self._keep_traces(name, None)
         retrievals, self._traces = self._traces, []
-        return {"llm_calls": calls, "retrievals": retrievals}
+        return HostRows(tuple(calls), tuple(retrievals))
 
-    async def export_memories(self) -> dict[str, dict[str, Any]]:
-        """Per agent: its records (``MemoryRecord.to_dict`` without the embedding, in store
-        order) and their vectors as bytes (float32, row-major, ``len(records) x dim``)."""
-        out: dict[str, dict[str, Any]] = {}
+    async def export_memories(self) -> dict[str, MemoryExport]:
+        out: dict[str, MemoryExport] = {}
         for name in self.agents:
             records, vectors = await self.store.candidates(name, KINDS)
-            rows = []
-            for r in records:
-                d = r.to_dict()
-                d.pop("embedding", None)
-                rows.append(d)
             matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-            out[name] = {"records": rows, "vectors": matrix.tobytes()}
+            out[name] = MemoryExport(tuple(records), matrix.tobytes())
         return out
 
     async def restore(
-        self, state: dict[str, Any], memories: dict[str, dict[str, Any]], when: str
+        self,
+        state: Mapping[str, AgentState],
+        memories: Mapping[str, MemoryExport],
+        when: datetime,
     ) -> None:
-        """Back to a checkpoint taken at game time ``when``: the agents' state, and each agent's
-        store as it was (records created after ``when`` deleted, the checkpoint's records
-        upserted: their ``last_accessed`` restored, missing ones re-added)."""
         unknown = set(memories) - set(self.agents)
         if unknown:
             raise KeyError(f"memories for agents not hosted here: {sorted(unknown)}")
         await self.set_state(state)
-        cut = datetime.fromisoformat(when)
         for name, saved in memories.items():
-            await self.store.delete_created_after(name, cut)
-            records = [MemoryRecord.from_dict(d) for d in saved["records"]]
-            if not records:
+            await self.store.delete_created_after(name, when)
+            if not saved.records:
                 continue
-            vectors = np.frombuffer(saved["vectors"], dtype=np.float32).reshape(len(records), -1)
-            await self.store.add(records, vectors)
+            vectors = np.frombuffer(saved.vectors, dtype=np.float32)
+            await self.store.add(list(saved.records), vectors.reshape(len(saved.records), -1))
         for agent in self.agents.values():  # what was written belongs to a discarded future
             agent.memory.drain_journal()
 
-    async def get_state(self) -> dict[str, Any]:
-        """Every agent's state (memory aside: see :meth:`export_memories`)."""
+    async def get_state(self) -> dict[str, AgentState]:
         return {n: a.get_state() for n, a in self.agents.items()}
 
-    async def set_state(self, state: dict[str, Any]) -> None:
-        """Restores what :meth:`get_state` returned (for some or all hosted agents)."""
+    async def set_state(self, state: Mapping[str, AgentState]) -> None:
         unknown = set(state) - set(self.agents)
         if unknown:
             raise KeyError(f"state for agents not hosted here: {sorted(unknown)}")
@@ -329,12 +290,26 @@ class AgentHost:
             self.agents[n].set_state(s)
 
     async def close(self) -> None:
-        """Closes the store (where it has a ``close``)."""
         close = getattr(self.store, "close", None)
         if close is not None:
             result = close()
             if asyncio.iscoroutine(result):
                 await result
+
+
+class _HostedSpeaker:
+    """One side of a conversation held on this host."""
+
+    def __init__(self, host: AgentHost, name: str, now: datetime, step: int) -> None:
+        self._host, self._name, self._now, self._step = host, name, now, step
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def speak(self, other: str, transcript: Sequence[tuple[str, str]]) -> tuple[str, bool]:
+        line = await self._host.speak(self._name, other, tuple(transcript), self._now, self._step)
+        return line.text, line.end
 
 
 def _rss_mb() -> float:

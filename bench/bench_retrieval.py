@@ -2,7 +2,7 @@
 
 Prints a table and writes bench/results/retrieval.json:
 - p50/p99 latency of ``Memory.retrieve`` (one query, traces on, k=30) for one agent holding
-  1k and 10k records in ``QdrantMemoryStore(":memory:")``, over ~200 retrievals. Record and
+  1k and 10k records in ``open_qdrant_store(":memory:")``, over ~200 retrievals. Record and
   query vectors are random unit vectors (latency does not depend on what they mean), and the
   query "embedder" hands back a precomputed random vector, so the model's time is not counted;
 - in the same run, the floor: a numpy brute-force computation of the same scores (recency,
@@ -35,7 +35,7 @@ import numpy as np
 from actors.mind.memory import Memory
 from actors.mind.records import KINDS, MemoryRecord, is_idle
 from actors.mind.settings import MindSettings, RetrievalSettings
-from actors.qdrant_store import QdrantMemoryStore
+from actors.qdrant import open_qdrant_store
 
 RESULTS = Path(__file__).parent / "results"
 DIM = 384
@@ -81,7 +81,7 @@ class FixedEmbedder:
 def make_records(agent: str, n: int, rng: np.random.Generator) -> list[MemoryRecord]:
     """``n`` records over two game days: mostly observations, some reflections and plans,
     2% chats (not candidates by default) and 2% idle states (excluded by retrieval)."""
-    out = []
+    out: list[MemoryRecord] = []
     for _ in range(n):
         created = T0 + timedelta(seconds=float(rng.uniform(0, 48 * 3600)))
         roll = rng.random()
@@ -99,6 +99,7 @@ def make_records(agent: str, n: int, rng: np.random.Generator) -> list[MemoryRec
                 last_accessed=created + timedelta(minutes=float(rng.uniform(0, 600))),
                 importance=int(rng.integers(1, 11)),
                 transcript=(("A", text),) if kind == "chat" else None,
+                id=f"{len(out):032x}",
             )
         )
     out.sort(key=lambda r: r.created)
@@ -139,7 +140,7 @@ def pct(values: list[float], q: float) -> float:
 async def bench_size(n: int, retrievals: int, k: int) -> dict[str, Any]:
     rng = np.random.default_rng(n)
     settings = MindSettings.from_preset("paper").retrieval
-    store = QdrantMemoryStore(":memory:", dim=DIM)
+    store = open_qdrant_store(":memory:", dim=DIM)
     records = make_records("ann", n, rng)
     vectors = unit_rows(rng, n)
     t = time.perf_counter()
@@ -214,7 +215,7 @@ async def bench_writes(n: int, batch: int) -> dict[str, Any]:
     await embedder.embed(["warm up"])
     rng = np.random.default_rng(7)
     records = make_records("bob", n, rng)
-    store = QdrantMemoryStore(":memory:", dim=DIM)
+    store = open_qdrant_store(":memory:", dim=DIM)
     memory = Memory("bob", store, embedder, MindSettings().retrieval)
     t = time.perf_counter()
     for i in range(0, n, batch):

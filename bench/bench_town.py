@@ -114,7 +114,7 @@ async def service_counters(llm: ServeLLM) -> tuple[float, list[int]]:
 async def ask_stats(sim: Simulation) -> dict[str, dict[str, int]]:
     """The mind's question counts per purpose (calls, retries, failures), over all agents."""
     totals: dict[str, dict[str, int]] = {}
-    for state in await asyncio.gather(*[h.call("get_state") for h in sim.hosts]):
+    for state in await asyncio.gather(*[h.host.get_state() for h in sim.hosts]):
         for agent in state.values():
             for kind, counts in agent["asker"]["stats"].items():
                 for purpose, n in counts.items():
@@ -169,7 +169,7 @@ async def run_mode(
     settings = mind_settings(scenario)
     run_dir = work / mode
     factory = ray_host_factory(
-        settings.model_dump(mode="json"),
+        settings,
         seed,
         ":memory:",
         sequential=sequential,
@@ -196,7 +196,7 @@ async def run_mode(
         t2 = time.perf_counter()
         written = await sim.finish()
         finish_s = time.perf_counter() - t2
-        usage = await asyncio.gather(*[h.call("usage") for h in sim.hosts])
+        usage = await asyncio.gather(*[h.host.usage() for h in sim.hosts])
     finally:
         await sim.close()
         for host in sim.hosts:
@@ -209,8 +209,8 @@ async def run_mode(
     tokens = prompt_tokens + sum(calls.column("completion_tokens").to_pylist())
     served = sizes1[len(sizes0) :]
     agent_steps = sim.stats.agent_steps
-    peak = sum(u["peak_rss_mb"] for u in usage)
-    baseline = sum(u["baseline_rss_mb"] for u in usage)
+    peak = sum(u.peak_rss_mb for u in usage)
+    baseline = sum(u.baseline_rss_mb for u in usage)
     return ModeResult(
         mode=mode,
         agents=n,

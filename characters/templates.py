@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from serving.prompt_files import read_sections
 from serving.types import ChatMessage
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -21,18 +22,7 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 
 @cache
 def _sections(name: str) -> tuple[string.Template, string.Template]:
-    path = PROMPTS_DIR / f"{name}.txt"
-    parts: dict[str, list[str]] = {}
-    current = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("### "):
-            current = line[4:].strip()
-            parts[current] = []
-        elif current is not None:
-            parts[current].append(line)
-    if set(parts) != {"system", "user"}:
-        raise ValueError(f"{path}: needs exactly a '### system' and a '### user' section")
-    return string.Template("\n".join(parts["system"])), string.Template("\n".join(parts["user"]))
+    return read_sections(PROMPTS_DIR / f"{name}.txt")
 
 
 def fields_of(name: str) -> set[str]:

@@ -1,23 +1,44 @@
-"""Host references: the driver calls a host the same way whether it is a Ray actor or local.
+"""Hosts as the driver holds them: a :class:`~actors.host_protocol.Host`, in-process or a Ray actor.
 
-``HostRef.call("step", ...)`` awaits ``actor.step.remote(...)`` for an actor and
-``host.step(...)`` for an :class:`~actors.host.AgentHost` in this process (tests, sequential
-runs). A host whose actor died raises :class:`HostDiedError`, which the driver answers by
-restarting that host and rolling the run back to its last checkpoint.
+:class:`RemoteHost` is the protocol over a Ray actor, one explicit remote call per method. An
+actor that died (or cannot be placed) raises :class:`HostDiedError`, recognised by Ray's own
+exception types, which the driver answers by restarting that host and rolling the run back to
+its last checkpoint. A local :class:`~actors.host.AgentHost` is the protocol itself (tests,
+interviews).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-ACTOR_DEATH = (
-    "RayActorError",
-    "ActorDiedError",
-    "ActorUnavailableError",
-    "ActorUnschedulableError",
+from actors.host_protocol import Host
+from actors.messages import (
+    AgentState,
+    ConversationOutcome,
+    HostRows,
+    HostUsage,
+    InterviewAnswer,
+    Line,
+    MemoryExport,
+    SeedMemory,
+    StepResult,
+    Transcript,
+    WrittenByAgent,
 )
+from actors.mind.dialogue import Conversation
+from actors.mind.events import Action, Observation
+from actors.mind.persona import Persona
+from actors.mind.settings import MindSettings
+
+if TYPE_CHECKING:
+    from actors.mind.memory_store import MemoryStore
+    from serving.embedding import Embedder
+    from serving.llm import LLM
+
+T = TypeVar("T")
 
 
 class HostDiedError(Exception):
@@ -28,39 +49,124 @@ class HostDiedError(Exception):
         self.index = index
 
 
+class RemoteHost:
+    """A :class:`~actors.host_protocol.Host` that is a Ray actor (``actors.host.remote_host``).
+
+    Args:
+        index: the host's index in the run (named by :class:`HostDiedError`).
+        actor: the actor handle.
+    """
+
+    def __init__(self, index: int, actor: Any) -> None:
+        self.index = index
+        self.actor = actor
+
+    async def _result(self, ref: Awaitable[T]) -> T:
+        from ray.exceptions import ActorUnschedulableError, RayActorError
+
+        try:
+            return await ref
+        except (RayActorError, ActorUnschedulableError) as exc:
+            raise HostDiedError(self.index, exc) from exc
+
+    async def ping(self) -> bool:
+        return await self._result(self.actor.ping.remote())
+
+    async def usage(self) -> HostUsage:
+        return await self._result(self.actor.usage.remote())
+
+    async def names(self) -> list[str]:
+        return await self._result(self.actor.names.remote())
+
+    async def seed_memories(
+        self, memories: Mapping[str, Sequence[SeedMemory]], now: datetime, step: int = 0
+    ) -> None:
+        await self._result(self.actor.seed_memories.remote(memories, now, step))
+
+    async def step(
+        self,
+        observations: Mapping[str, Sequence[Observation]],
+        now: datetime,
+        step: int,
+        learned: Mapping[str, Sequence[str]] | None = None,
+    ) -> StepResult:
+        return await self._result(self.actor.step.remote(observations, now, step, learned))
+
+    async def converse(
+        self, first: str, second: str, now: datetime, step: int
+    ) -> ConversationOutcome:
+        return await self._result(self.actor.converse.remote(first, second, now, step))
+
+    async def speak(
+        self, name: str, other: str, transcript: Transcript, now: datetime, step: int
+    ) -> Line:
+        return await self._result(self.actor.speak.remote(name, other, transcript, now, step))
+
+    async def summarize(self, name: str, other: str, transcript: Transcript, step: int) -> str:
+        return await self._result(self.actor.summarize.remote(name, other, transcript, step))
+
+    async def finish_conversation(
+        self, name: str, conversation: Conversation, now: datetime, step: int
+    ) -> Action:
+        ref = self.actor.finish_conversation.remote(name, conversation, now, step)
+        return await self._result(ref)
+
+    async def drain_written(self) -> WrittenByAgent:
+        return await self._result(self.actor.drain_written.remote())
+
+    async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
+        return await self._result(self.actor.interview.remote(name, question, now))
+
+    async def drain(self) -> HostRows:
+        return await self._result(self.actor.drain.remote())
+
+    async def export_memories(self) -> dict[str, MemoryExport]:
+        return await self._result(self.actor.export_memories.remote())
+
+    async def restore(
+        self,
+        state: Mapping[str, AgentState],
+        memories: Mapping[str, MemoryExport],
+        when: datetime,
+    ) -> None:
+        await self._result(self.actor.restore.remote(state, memories, when))
+
+    async def get_state(self) -> dict[str, AgentState]:
+        return await self._result(self.actor.get_state.remote())
+
+    async def set_state(self, state: Mapping[str, AgentState]) -> None:
+        await self._result(self.actor.set_state.remote(state))
+
+    async def close(self) -> None:
+        await self._result(self.actor.close.remote())
+
+    def kill(self) -> None:
+        """Ends the actor's process (fault injection in tests and benchmarks)."""
+        import ray
+
+        ray.kill(self.actor, no_restart=True)
+
+
 @dataclass
-class HostRef:
-    """One host: its index, the agents it carries, and the object or actor behind it."""
+class PlacedHost:
+    """One host of a run: its index, the agents it carries, and the host itself."""
 
     index: int
     names: list[str]
-    target: Any
-    remote: bool
-
-    async def call(self, method: str, *args: Any) -> Any:
-        try:
-            if self.remote:
-                return await getattr(self.target, method).remote(*args)
-            return await getattr(self.target, method)(*args)
-        except Exception as exc:
-            if any(cls.__name__ in ACTOR_DEATH for cls in type(exc).__mro__):
-                raise HostDiedError(self.index, exc) from exc
-            raise
+    host: Host
 
     def kill(self) -> None:
-        """Ends the host's process (fault-injection in tests and benchmarks)."""
-        if self.remote:
-            import ray
-
-            ray.kill(self.target, no_restart=True)
+        """Ends a remote host's process (a local host has none of its own)."""
+        if isinstance(self.host, RemoteHost):
+            self.host.kill()
 
 
-HostFactory = Callable[[int, Sequence[dict[str, Any]]], HostRef]
-"""Makes host ``index`` carrying these personas (``Persona.to_dict`` data)."""
+HostFactory = Callable[[int, Sequence[Persona]], PlacedHost]
+"""Makes host ``index`` carrying these agents."""
 
 
 def ray_host_factory(
-    settings: dict[str, Any],
+    settings: MindSettings,
     seed: int,
     qdrant: str,
     sequential: bool = False,
@@ -71,7 +177,7 @@ def ray_host_factory(
     ``collection_prefix`` keeps one run's memories apart from another's on a Qdrant server.
     """
 
-    def make(index: int, personas: Sequence[dict[str, Any]]) -> HostRef:
+    def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
         from actors.host import remote_host
 
         actor = remote_host().remote(
@@ -82,17 +188,17 @@ def ray_host_factory(
             sequential=sequential,
             collection_prefix=collection_prefix,
         )
-        return HostRef(index, [p["name"] for p in personas], actor, remote=True)
+        return PlacedHost(index, [p.name for p in personas], RemoteHost(index, actor))
 
     return make
 
 
 def local_host_factory(
-    settings: dict[str, Any],
+    settings: MindSettings,
     seed: int,
-    llm: Any,
-    embedder: Any,
-    store_factory: Callable[[int], Any],
+    llm: LLM,
+    embedder: Embedder,
+    store_factory: Callable[[int], MemoryStore],
     sequential: bool = False,
 ) -> HostFactory:
     """Hosts in this process (tests; the sequential baseline), sharing ``llm`` and ``embedder``.
@@ -101,7 +207,7 @@ def local_host_factory(
     restarted host, to stand in for a Qdrant that outlives the host).
     """
 
-    def make(index: int, personas: Sequence[dict[str, Any]]) -> HostRef:
+    def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
         from actors.host import AgentHost
 
         host = AgentHost(
@@ -113,6 +219,6 @@ def local_host_factory(
             store=store_factory(index),
             sequential=sequential,
         )
-        return HostRef(index, [p["name"] for p in personas], host, remote=False)
+        return PlacedHost(index, [p.name for p in personas], host)
 
     return make

@@ -228,7 +228,7 @@ class Services:
 
 def _factory(options: RunOptions, settings: MindSettings, run_id: str) -> HostFactory:
     return ray_host_factory(
-        settings.model_dump(mode="json"),
+        settings,
         options.seed,
         options.qdrant_url or ":memory:",
         sequential=options.sequential,
@@ -387,7 +387,9 @@ async def interview_run(
     here; nothing in the run folder changes.
     """
     from actors.host import AgentHost
+    from actors.messages import MemoryExport
     from actors.mind.memory_store import InMemoryStore
+    from actors.mind.persona import Persona
     from serving.embedding import MiniLMEmbedder
     from serving.server import LLMServer
 
@@ -411,10 +413,10 @@ async def interview_run(
     server.start()
     embedder = MiniLMEmbedder()
     embedder.start()
-    personas = [a.persona() for a in scenario.agents if a.name in chosen]
+    personas = [Persona.from_dict(a.persona()) for a in scenario.agents if a.name in chosen]
     host = AgentHost(
         personas,
-        manifest["settings"],
+        MindSettings.model_validate(manifest["settings"]),
         int(manifest["seed"]),
         llm=server,
         embedder=embedder,
@@ -423,13 +425,19 @@ async def interview_run(
     now = datetime.fromisoformat(state["clock"]["now"])
     await host.restore(
         {n: state["agents"][n] for n in chosen},
-        {n: state["memories"][n] for n in chosen},
-        now.isoformat(),
+        {n: MemoryExport.from_dict(state["memories"][n]) for n in chosen},
+        now,
     )
     records = {n: {r["id"]: r for r in state["memories"][n]["records"]} for n in chosen}
     answers = []
     for name in chosen:
-        answer = await host.interview(name, question, now.isoformat())
+        reply = await host.interview(name, question, now)
+        answer: dict[str, Any] = {
+            "agent": reply.agent,
+            "question": reply.question,
+            "answer": reply.answer,
+            "record_ids": list(reply.record_ids),
+        }
         answer["records"] = [
             {
                 "id": i,
@@ -437,7 +445,7 @@ async def interview_run(
                 "created": records[name][i]["created"],
                 "description": records[name][i]["description"],
             }
-            for i in answer["record_ids"]
+            for i in reply.record_ids
             if i in records[name]
         ]
         answers.append(answer)

@@ -19,15 +19,18 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from actors.mind.dialogue import converse
+from actors.messages import MemoryExport, SeedMemory, StepResult, Transcript, WrittenByAgent
+from actors.mind.dialogue import Conversation, converse
+from actors.mind.events import Action, Observation
+from actors.mind.persona import Persona
 from actors.mind.settings import MindSettings
 from cluster.checkpoints import checkpoint_dir, read_checkpoint, write_checkpoint
-from cluster.hosts import HostDiedError, HostFactory, HostRef
+from cluster.hosts import HostDiedError, HostFactory, PlacedHost
 from cluster.outputs import MEMORIES, RunTables, memory_rows, rows_table, write_table
 from cluster.packing import pack
 from cluster.world import World
@@ -111,10 +114,10 @@ class Simulation:
         self.tables = RunTables(self.run_dir)
         self.step_no = 0
         self.stats = RunStats()
-        self.personas = {a.name: a.persona() for a in scenario.agents}
+        self.personas = {a.name: Persona.from_dict(a.persona()) for a in scenario.agents}
         self.groups = pack([a.name for a in scenario.agents], agents_per_host)
-        self.hosts: list[HostRef] = []
-        self.host_of: dict[str, HostRef] = {}
+        self.hosts: list[PlacedHost] = []
+        self.host_of: dict[str, PlacedHost] = {}
         self.last_checkpoint_step: int | None = None
 
     # ---- time ---------------------------------------------------------------------------------
@@ -128,7 +131,7 @@ class Simulation:
 
     # ---- starting, resuming -------------------------------------------------------------------
 
-    def _make_host(self, index: int) -> HostRef:
+    def _make_host(self, index: int) -> PlacedHost:
         host = self.factory(index, [self.personas[n] for n in self.groups[index]])
         if len(self.hosts) <= index:
             self.hosts.append(host)
@@ -145,15 +148,14 @@ class Simulation:
 
     async def begin(self) -> None:
         """A fresh run: seeds the scenario's memories, then writes checkpoint 0."""
-        now = self.now.isoformat()
         calls = []
-        for host in self.hosts:
+        for placed in self.hosts:
             seeded = {
-                a.name: [[m.text, m.importance] for m in a.seeded_memories()]
+                a.name: [SeedMemory(m.text, m.importance) for m in a.seeded_memories()]
                 for a in self.scenario.agents
-                if a.name in host.names
+                if a.name in placed.names
             }
-            calls.append(host.call("seed_memories", seeded, now))
+            calls.append(placed.host.seed_memories(seeded, self.now))
         await self._gather(calls)
         await self.checkpoint()
 
@@ -166,16 +168,14 @@ class Simulation:
     async def _restore(self, state: dict[str, Any]) -> None:
         step = int(state["step"])
         # records created at or after the checkpoint's clock belong to a discarded future
-        cut = (self.time_at(step) - timedelta(microseconds=1)).isoformat()
+        cut = self.time_at(step) - timedelta(microseconds=1)
         self.world.set_state(state["world"])
-        agents, memories = state["agents"], state["memories"]
+        agents = state["agents"]
+        memories = {n: MemoryExport.from_dict(m) for n, m in state["memories"].items()}
         await self._gather(
             [
-                h.call(
-                    "restore",
-                    {n: agents[n] for n in h.names},
-                    {n: memories[n] for n in h.names},
-                    cut,
+                h.host.restore(
+                    {n: agents[n] for n in h.names}, {n: memories[n] for n in h.names}, cut
                 )
                 for h in self.hosts
             ]
@@ -195,7 +195,7 @@ class Simulation:
         for host in list(self.hosts):
             alive = True
             try:
-                await host.call("ping")
+                await host.host.ping()
             except HostDiedError:
                 alive = False
             if not alive or host.index == error.index:
@@ -229,47 +229,43 @@ class Simulation:
         """One lockstep step of every agent."""
         t0 = time.perf_counter()
         now, s = self.now, self.step_no
-        now_iso = now.isoformat()
-        observations = self.world.observations(now)
+        observations: dict[str, list[Observation]] = self.world.observations(now)
         learned = self.world.newly_known()
         rows: list[dict[str, Any]] = []
         for name in sorted(observations):
             for o in observations[name]:
-                if o["kind"] == "event":
-                    rows.append(
-                        _row(s, now, name, "event", o.get("location", ""), o["description"])
-                    )
-        calls: list[Awaitable[Any]] = []
-        sent: list[tuple[HostRef, list[str]]] = []
-        for host in self.hosts:
-            mine = [n for n in host.names if self.world.needs_step(n, now)]
+                if o.kind == "event":
+                    rows.append(_row(s, now, name, "event", o.location, o.description))
+        calls: list[Awaitable[StepResult]] = []
+        sent: list[list[str]] = []
+        for placed in self.hosts:
+            mine = [n for n in placed.names if self.world.needs_step(n, now)]
             if not mine:
                 continue
             calls.append(
-                host.call(
-                    "step",
+                placed.host.step(
                     {n: observations[n] for n in mine},
-                    now_iso,
+                    now,
                     s,
                     {n: learned[n] for n in mine if learned.get(n)},
                 )
             )
-            sent.append((host, mine))
+            sent.append(mine)
         results = await self._gather(calls)
-        actions: dict[str, list[dict[str, Any]]] = {}
-        for (_, mine), result in zip(sent, results, strict=True):
+        actions: dict[str, tuple[Action, ...]] = {}
+        for mine, result in zip(sent, results, strict=True):
             for n in mine:
                 self.world.mark_stepped(n, now, observations[n])
-            actions.update(result["actions"])
-            rows.extend(self._written_rows(s, now, result["written"]))
-            self.stats.llm_calls += int(result["calls"])
-            self.stats.tokens += int(result["tokens"])
+            actions.update(result.actions)
+            rows.extend(self._written_rows(s, now, result.written))
+            self.stats.llm_calls += result.calls
+            self.stats.tokens += result.tokens
             self.stats.thinking_steps += len(mine)
         talks: list[tuple[str, str]] = []
         for name in sorted(actions):
             for action in actions[name]:
-                if action["kind"] == "talk" and action.get("target"):
-                    talks.append((name, action["target"]))
+                if action.kind == "talk" and action.target:
+                    talks.append((name, action.target))
                 for kind, location, text in self.world.apply(name, action, now):
                     rows.append(_row(s, now, name, kind, location, text))
         rows.extend(await self._conversations(talks, now, s))
@@ -279,14 +275,12 @@ class Simulation:
         self.stats.agent_steps += len(self.personas)
         self.stats.per_step_s.append(time.perf_counter() - t0)
 
-    def _written_rows(
-        self, s: int, now: datetime, written: dict[str, list[list[str]]]
-    ) -> list[dict[str, Any]]:
+    def _written_rows(self, s: int, now: datetime, written: WrittenByAgent) -> list[dict[str, Any]]:
         return [
-            _row(s, now, name, kind, self.world.status(name).place, text)
+            _row(s, now, name, w.kind, self.world.status(name).place, w.description)
             for name in sorted(written)
-            for kind, text in written[name]
-            if kind in MEMORY_KINDS_AS_EVENTS
+            for w in written[name]
+            if w.kind in MEMORY_KINDS_AS_EVENTS
         ]
 
     async def _conversations(
@@ -312,59 +306,62 @@ class Simulation:
         return rows
 
     async def _converse(self, a: str, b: str, now: datetime, s: int) -> list[dict[str, Any]]:
+        """One conversation, ``a`` speaking first: on their host when they share one, else
+        turn by turn between their two hosts."""
         host_a, host_b = self.host_of[a], self.host_of[b]
-        now_iso = now.isoformat()
-
-        async def summarize(transcript: tuple[tuple[str, str], ...]) -> str:
-            return str(await host_a.call("summarize", a, b, [list(t) for t in transcript], s))
-
-        conversation = await converse(
-            _RemoteSpeaker(a, host_a, now_iso, s),
-            _RemoteSpeaker(b, host_b, now_iso, s),
-            now,
-            self.settings.dialogue,
-            summarize,
-        )
-        data = {
-            "participants": list(conversation.participants),
-            "transcript": [list(t) for t in conversation.transcript],
-            "summary": conversation.summary,
-            "started": now_iso,
-            "minutes": conversation.minutes,
-        }
-        done = await self._gather(
-            [
-                host_a.call("finish_conversation", a, data, now_iso, s),
-                host_b.call("finish_conversation", b, data, now_iso, s),
-            ]
-        )
+        if host_a is host_b:
+            outcome = await host_a.host.converse(a, b, now, s)
+            conversation, done, written = outcome.conversation, outcome.done, [outcome.written]
+        else:
+            conversation = await self._converse_across(host_a, host_b, a, b, now, s)
+            done_a, done_b = await self._gather(
+                [
+                    host_a.host.finish_conversation(a, conversation, now, s),
+                    host_b.host.finish_conversation(b, conversation, now, s),
+                ]
+            )
+            done = (done_a, done_b)
+            written = await self._gather([host_a.host.drain_written(), host_b.host.drain_written()])
         rows = [
             _row(s, now, speaker, "utterance", self.world.status(speaker).place, line)
             for speaker, line in conversation.transcript
         ]
         for name, other, action in ((a, b, done[0]), (b, a, done[1])):
-            for kind, location, text in self.world.apply(name, {**action, "target": other}, now):
+            for kind, location, text in self.world.apply(name, replace(action, target=other), now):
                 rows.append(_row(s, now, name, kind, location, text))
-        hosts = {host_a.index: host_a, host_b.index: host_b}
-        for written in await self._gather([h.call("drain_written") for h in hosts.values()]):
-            rows.extend(self._written_rows(s, now, written))
+        for by_agent in written:
+            rows.extend(self._written_rows(s, now, by_agent))
         return rows
+
+    async def _converse_across(
+        self, host_a: PlacedHost, host_b: PlacedHost, a: str, b: str, now: datetime, s: int
+    ) -> Conversation:
+        async def summarize(transcript: Transcript) -> str:
+            return await host_a.host.summarize(a, b, transcript, s)
+
+        return await converse(
+            _RemoteSpeaker(a, host_a, now, s),
+            _RemoteSpeaker(b, host_b, now, s),
+            now,
+            self.settings.dialogue,
+            summarize,
+        )
 
     # ---- checkpoints and outputs ---------------------------------------------------------------
 
     async def _collect(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Every agent's state and memory (with vectors), and the hosts' rows since the last."""
-        states = await self._gather([h.call("get_state") for h in self.hosts])
-        memories = await self._gather([h.call("export_memories") for h in self.hosts])
-        drained = await self._gather([h.call("drain") for h in self.hosts])
+        states = await self._gather([h.host.get_state() for h in self.hosts])
+        memories = await self._gather([h.host.export_memories() for h in self.hosts])
+        drained = await self._gather([h.host.drain() for h in self.hosts])
         for rows in drained:
-            self.tables.add("llm_calls", rows["llm_calls"])
-            self.tables.add("retrievals", rows["retrievals"])
+            self.tables.add("llm_calls", list(rows.llm_calls))
+            self.tables.add("retrievals", list(rows.retrievals))
         agents: dict[str, Any] = {}
         mems: dict[str, Any] = {}
         for state, memory in zip(states, memories, strict=True):
             agents.update(state)
-            mems.update(memory)
+            mems.update({name: export.to_dict() for name, export in memory.items()})
         return agents, mems
 
     async def checkpoint(self) -> Path:
@@ -406,7 +403,7 @@ class Simulation:
         return written
 
     async def close(self) -> None:
-        await asyncio.gather(*[h.call("close") for h in self.hosts], return_exceptions=True)
+        await asyncio.gather(*[h.host.close() for h in self.hosts], return_exceptions=True)
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -432,20 +429,20 @@ class Simulation:
 
 
 class _RemoteSpeaker:
-    """One side of a conversation, speaking through its host."""
+    """One side of a conversation across two hosts, speaking through its own."""
 
-    def __init__(self, name: str, host: HostRef, now: str, step: int) -> None:
-        self._name, self._host, self._now, self._step = name, host, now, step
+    def __init__(self, name: str, placed: PlacedHost, now: datetime, step: int) -> None:
+        self._name, self._placed, self._now, self._step = name, placed, now, step
 
     @property
     def name(self) -> str:
         return self._name
 
     async def speak(self, other: str, transcript: Sequence[tuple[str, str]]) -> tuple[str, bool]:
-        line, end = await self._host.call(
-            "speak", self._name, other, [list(t) for t in transcript], self._now, self._step
+        line = await self._placed.host.speak(
+            self._name, other, tuple(transcript), self._now, self._step
         )
-        return str(line), bool(end)
+        return line.text, line.end
 
 
 def _row(

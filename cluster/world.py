@@ -20,17 +20,16 @@ import math
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
+from actors.mind.events import Action, ActionKind, Observation, ObservationKind
 from actors.mind.planning import SLEEP
 from scenarios.schema import Scenario
 
 ENTRANCE: tuple[float, float] = (-1.0, 0.0)
 """Where an agent stands in its arena when it uses no object."""
 
-KINDS = ("move", "activity", "talk", "wait", "chat_done")
-"""The action kinds :meth:`World.apply` accepts."""
-
+ACTION_KINDS: tuple[str, ...] = get_args(ActionKind)
 EventRow = tuple[str, str, str]
 """A row for the run's events table: (kind, location, text)."""
 
@@ -175,8 +174,8 @@ class World:
             return f"{agent} is idle"
         return f"{agent} is {s.activity}"
 
-    def observations(self, now: datetime) -> dict[str, list[dict[str, Any]]]:
-        """What every agent perceives at ``now`` (a list of Observation dicts per agent).
+    def observations(self, now: datetime) -> dict[str, list[Observation]]:
+        """What every agent perceives at ``now``.
 
         First lands the travellers due by ``now`` and frees the objects of finished actions.
         A travelling agent perceives only scheduled events; the others also perceive every
@@ -189,7 +188,7 @@ class World:
                 self._arrive(name)
             if s.arrives is None and s.obj is not None and s.until is not None and now >= s.until:
                 self._release(name)
-        seen: dict[str, list[dict[str, Any]]] = {name: [] for name in self.agents}
+        seen: dict[str, list[Observation]] = {name: [] for name in self.agents}
         for name in self.agents:
             s = self._status[name]
             if s.travelling:
@@ -225,25 +224,26 @@ class World:
                 seen[name].append(_observation("event", f"event:{i}", event.text, event.location))
                 due[name] = True
         for name in self.agents:
-            seen[name].sort(key=lambda o: (o["distance"], o["subject"]))
+            seen[name].sort(key=lambda o: (o.distance, o.subject))
             self._seen[name] = _fingerprint(seen[name])
             self._due[name] = due[name]
         return seen
 
-    def apply(self, agent: str, action: dict[str, Any], now: datetime) -> list[EventRow]:
-        """Carries out an Action dict of ``agent`` at ``now``; returns rows for the events table.
+    def apply(self, agent: str, action: Action, now: datetime) -> list[EventRow]:
+        """Carries out an action of ``agent`` at ``now``; returns rows for the events table.
 
         Raises:
             KeyError: no such agent (or no such target agent for talk / wait).
             ValueError: an unknown action kind, or talk / wait without a target.
         """
         self._check(agent)
-        kind = action.get("kind")
-        if kind not in KINDS:
-            raise ValueError(f"unknown action kind {kind!r} (expected one of {', '.join(KINDS)})")
+        kind = action.kind
+        if kind not in ACTION_KINDS:
+            expected = ", ".join(ACTION_KINDS)
+            raise ValueError(f"unknown action kind {kind!r} (expected one of {expected})")
         s = self._status[agent]
-        description = str(action.get("description") or "")
-        target = action.get("target")
+        description = action.description
+        target = action.target
         if kind in ("talk", "wait"):
             if not target:
                 raise ValueError(f"a {kind} action needs a target agent")
@@ -255,8 +255,8 @@ class World:
 
         rows: list[EventRow] = []
         self._release(agent)
-        location = str(action.get("location") or "")
-        minutes = max(0, int(action.get("duration_minutes") or 0))
+        location = action.location
+        minutes = max(0, action.duration_minutes)
         if location in self._arena_objects and location != s.place:
             travel = self.travel_minutes(s.place, location)
             rows.append(("move", location, f"{agent} goes from {s.place} to {location}"))
@@ -301,7 +301,7 @@ class World:
         )
 
     def mark_stepped(
-        self, agent: str, now: datetime, observations: list[dict[str, Any]] | None = None
+        self, agent: str, now: datetime, observations: list[Observation] | None = None
     ) -> None:
         """Records that ``agent`` was stepped at ``now`` with ``observations``.
 
@@ -396,7 +396,7 @@ class World:
 
 
 def _observation(
-    kind: str,
+    kind: ObservationKind,
     subject: str,
     description: str,
     location: str,
@@ -404,27 +404,16 @@ def _observation(
     *,
     asleep: bool = False,
     talking: bool = False,
-) -> dict[str, Any]:
-    """An Observation as a dict (see :class:`actors.mind.events.Observation`)."""
-    return {
-        "kind": kind,
-        "subject": subject,
-        "description": description,
-        "location": location,
-        "distance": distance,
-        "asleep": asleep,
-        "talking": talking,
-    }
+) -> Observation:
+    return Observation(kind, subject, description, location, distance, asleep, talking)
 
 
-def _fingerprint(observations: list[dict[str, Any]]) -> str:
+def _fingerprint(observations: list[Observation]) -> str:
     """What identifies a list of observations for :meth:`World.needs_step`.
 
     Leaves out distances, and events: those are delivered once and counted as due instead.
     """
-    key = sorted(
-        (o["kind"], o["subject"], o["description"]) for o in observations if o["kind"] != "event"
-    )
+    key = sorted((o.kind, o.subject, o.description) for o in observations if o.kind != "event")
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
 
 

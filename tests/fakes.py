@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import re
 from collections.abc import Sequence
@@ -129,3 +130,11 @@ def content_seeded_answers(seed: int = 0):
         return sample_from_schema(request.json_schema, random.Random(digest))
 
     return answer
+
+
+_ids = itertools.count(1)
+
+
+def new_id() -> str:
+    """A fresh record id for a record a test makes itself (a mind's come from its memory)."""
+    return f"{next(_ids):032x}"

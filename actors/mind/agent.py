@@ -29,7 +29,7 @@ from actors.mind.perception import perceive
 from actors.mind.persona import Persona
 from actors.mind.planning import SLEEP, DayPlan, decompose, plan_day, replan
 from actors.mind.prompting import Asker, Question, persona_block
-from actors.mind.records import MemoryRecord, RecordIds, expiry, record_ids
+from actors.mind.records import MemoryRecord, expiry
 from actors.mind.reflection import ReflectionTrigger, reflect, reflect_after_chat
 from actors.mind.settings import MindSettings
 from serving.llm import LLM
@@ -74,7 +74,6 @@ class Agent:
         self.last_talked: dict[str, datetime] = {}
         self.known_places: list[str] = list(persona.known_places)
         self.reflections = 0
-        self.ids = RecordIds(seed, persona.name)
         self._now: datetime | None = None  # the last game time the agent was told
 
     def _saw(self, now: datetime) -> None:
@@ -92,8 +91,7 @@ class Agent:
     async def step(self, observations: list[Observation], now: datetime) -> list[Action]:
         """One step: returns the agent's new action(s); none while it continues the current one."""
         self._saw(now)
-        with record_ids(self.ids):
-            return await self._step(observations, now)
+        return await self._step(observations, now)
 
     async def _step(self, observations: list[Observation], now: datetime) -> list[Action]:
         actions: list[Action] = []
@@ -187,8 +185,7 @@ class Agent:
     ) -> tuple[str, bool]:
         """This agent's next line in a conversation with ``other`` (and whether it ends it)."""
         self._saw(now)
-        with record_ids(self.ids):
-            return await self._speak(other, transcript, now)
+        return await self._speak(other, transcript, now)
 
     async def _speak(
         self, other: str, transcript: tuple[tuple[str, str], ...], now: datetime
@@ -220,16 +217,14 @@ class Agent:
 
     async def summarize(self, other: str, transcript: Sequence[tuple[str, str]]) -> str:
         """This agent's one-line summary of its conversation with ``other``."""
-        with record_ids(self.ids):
-            return await summarize_chat(
-                self.asker, self.persona, other, tuple((s, u) for s, u in transcript)
-            )
+        return await summarize_chat(
+            self.asker, self.persona, other, tuple((s, u) for s, u in transcript)
+        )
 
     async def finish_conversation(self, conversation: Conversation, now: datetime) -> Action:
         """Stores the chat, reflects on it, takes its summary as the current action, re-plans."""
         self._saw(now)
-        with record_ids(self.ids):
-            return await self._finish_conversation(conversation, now)
+        return await self._finish_conversation(conversation, now)
 
     async def seed_memories(
         self, memories: Sequence[tuple[str, int | None]], now: datetime
@@ -240,32 +235,30 @@ class Agent:
         self._saw(now)
         if not memories:
             return []
-        with record_ids(self.ids):
-            unscored = [text for text, importance in memories if importance is None]
-            scores = iter(
-                await score_importance(self.asker, self.persona, unscored, self.settings.importance)
-                if unscored
-                else []
+        unscored = [text for text, importance in memories if importance is None]
+        scores = iter(
+            await score_importance(self.asker, self.persona, unscored, self.settings.importance)
+            if unscored
+            else []
+        )
+        records = [
+            self.memory.record(
+                "observation",
+                text,
+                now,
+                next(scores)
+                if importance is None
+                else clamp(importance, self.settings.importance.fallback),
             )
-            records = [
-                MemoryRecord(
-                    self.name,
-                    "observation",
-                    text,
-                    now,
-                    next(scores)
-                    if importance is None
-                    else clamp(importance, self.settings.importance.fallback),
-                )
-                for text, importance in memories
-            ]
-            return await self.memory.remember(records)
+            for text, importance in memories
+        ]
+        return await self.memory.remember(records)
 
     async def _finish_conversation(self, conversation: Conversation, now: datetime) -> Action:
         (importance,) = await score_importance(
             self.asker, self.persona, [conversation.summary], self.settings.importance, kind="chat"
         )
-        record = chat_record(self.name, conversation, now, importance)
+        record = chat_record(self.memory, conversation, now, importance)
         await self.memory.remember([record])
         await reflect_after_chat(
             self.asker,
@@ -306,8 +299,7 @@ class Agent:
         self.plan = await plan_day(
             self.asker, self.persona, now.date(), yesterday, self.settings.planning
         )
-        record = MemoryRecord(
-            self.name,
+        record = self.memory.record(
             "plan",
             self.plan.describe(self.name),
             now,
@@ -326,7 +318,7 @@ class Agent:
             self.asker, self.persona, descriptions, self.settings.importance
         )
         records = [
-            MemoryRecord(self.name, "observation", d, now, s)
+            self.memory.record("observation", d, now, s)
             for d, s in zip(descriptions, scores, strict=True)
         ]
         for o in perceived:
@@ -348,29 +340,13 @@ class Agent:
         self.action_until = now + timedelta(minutes=remaining)
         return self.action
 
-    async def replan_after(self, now: datetime, reason: str) -> None:
-        """Re-plans the rest of the day from ``now`` (after a reaction or a conversation)."""
-        assert self.plan is not None
-        self._saw(now)
-        with record_ids(self.ids):
-            self.plan = await replan(
-                self.asker,
-                self.persona,
-                self.plan,
-                minute_of_day(now),
-                reason,
-                self.settings.planning,
-            )
-        self.action_until = None
-
     async def interview(self, question: str, now: datetime) -> tuple[str, list[str]]:
         """Answers ``question`` in character from retrieved memories.
 
         Returns:
             The answer and the ids of the records it was grounded in.
         """
-        with record_ids(self.ids):
-            return await self._interview(question, now)
+        return await self._interview(question, now)
 
     async def _interview(self, question: str, now: datetime) -> tuple[str, list[str]]:
         found = (await self.memory.retrieve([question], now))[question]
@@ -403,7 +379,7 @@ class Agent:
             "last_talked": {k: v.isoformat() for k, v in self.last_talked.items()},
             "known_places": list(self.known_places),
             "reflections": self.reflections,
-            "record_ids": self.ids.get_state(),
+            **self.memory.get_state(),
             "now": None if self._now is None else self._now.isoformat(),
         }
 
@@ -421,8 +397,7 @@ class Agent:
         self.last_talked = {k: datetime.fromisoformat(v) for k, v in state["last_talked"].items()}
         self.known_places = list(state["known_places"])
         self.reflections = int(state["reflections"])
-        if "record_ids" in state:
-            self.ids.set_state(state["record_ids"])
+        self.memory.set_state(state)
         now = state.get("now")
         self._now = None if now is None else datetime.fromisoformat(now)
 

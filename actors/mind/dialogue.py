@@ -328,14 +328,9 @@ async def converse(
 
 
 def chat_record(
-    agent_id: str, conversation: Conversation, now: datetime, importance: int
+    memory: Memory, conversation: Conversation, now: datetime, importance: int
 ) -> MemoryRecord:
     """The ``chat`` record a participant stores: the summary, with the transcript."""
-    return MemoryRecord(
-        agent_id,
-        "chat",
-        conversation.summary,
-        now,
-        importance,
-        transcript=conversation.transcript,
+    return memory.record(
+        "chat", conversation.summary, now, importance, transcript=conversation.transcript
     )

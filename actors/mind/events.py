@@ -33,13 +33,6 @@ class Observation:
         """What makes two observations "the same event" for the retention rule."""
         return (self.subject, self.description)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Observation:
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class Action:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
 from actors.mind.memory_store import MemoryStore
-from actors.mind.records import Kind, MemoryRecord, is_idle
+from actors.mind.records import Kind, MemoryRecord, RecordIds, is_idle
 from actors.mind.retrieval import Trace, TraceRow, score
 from actors.mind.settings import RetrievalSettings
 from serving.embedding import Embedder
@@ -23,7 +24,12 @@ class Memory:
         store: where records live.
         embedder: texts to unit vectors.
         settings: retrieval settings (weights, decay, k, chats included or not).
+        seed: the run's seed, from which (with ``agent_id``) every record's id is derived.
         keep_traces: keep a trace row per candidate of every retrieval in ``traces``.
+
+    Every record of the agent is made by :meth:`record`, which gives it the next id of the
+    agent's id source; the source is part of :meth:`get_state`, so a resumed run gives its
+    records the same ids as an uninterrupted one.
     """
 
     def __init__(
@@ -32,9 +38,11 @@ class Memory:
         store: MemoryStore,
         embedder: Embedder,
         settings: RetrievalSettings,
+        seed: int = 0,
         keep_traces: bool = True,
     ) -> None:
         self.agent_id = agent_id
+        self.ids = RecordIds(seed, agent_id)
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -42,6 +50,40 @@ class Memory:
         self.traces: list[Trace] = []
         self.journal: list[tuple[str, str]] = []  # (kind, description) of records written
         self._idle: dict[str, bool] = {}  # per record id: is its description an idle state
+
+    def record(
+        self,
+        kind: Kind,
+        description: str,
+        created: datetime,
+        importance: int,
+        *,
+        evidence: tuple[str, ...] = (),
+        depth: int = 0,
+        expires: datetime | None = None,
+        transcript: tuple[tuple[str, str], ...] | None = None,
+    ) -> MemoryRecord:
+        """A new record of this agent (not yet stored: :meth:`remember`), with the next id."""
+        return MemoryRecord(
+            self.agent_id,
+            kind,
+            description,
+            created,
+            importance,
+            id=self.ids.next(),
+            evidence=evidence,
+            depth=depth,
+            expires=expires,
+            transcript=transcript,
+        )
+
+    def get_state(self) -> dict[str, Any]:
+        """The id source (the records themselves live in the store)."""
+        return {"record_ids": self.ids.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if "record_ids" in state:
+            self.ids.set_state(state["record_ids"])
 
     async def remember(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         """Embeds the records' descriptions in one batch and stores them."""

@@ -1,6 +1,6 @@
 """Where memory records live: one small interface, and an in-process implementation.
 
-The Qdrant implementation is ``actors/qdrant_store.py`` (the mind never imports qdrant_client).
+The Qdrant implementations are in ``actors/qdrant/`` (the mind never imports qdrant_client).
 """
 
 from __future__ import annotations
@@ -65,8 +65,7 @@ class InMemoryStore:
                 raise ValueError(
                     f"record {record.id}: vector shape {vector.shape} != ({self.dim},)"
                 )
-            stored = record if record.embedding is None else _without_embedding(record)
-            self._records.setdefault(record.agent_id, {})[record.id] = stored
+            self._records.setdefault(record.agent_id, {})[record.id] = record
             self._vectors.setdefault(record.agent_id, {})[record.id] = np.asarray(
                 vector, dtype=np.float32
             )
@@ -132,9 +131,3 @@ class InMemoryStore:
                 record = MemoryRecord.from_dict(row["record"])
                 self._records[agent][record.id] = record
                 self._vectors[agent][record.id] = np.asarray(row["vector"], dtype=np.float32)
-
-
-def _without_embedding(record: MemoryRecord) -> MemoryRecord:
-    from dataclasses import replace
-
-    return replace(record, embedding=None)

@@ -21,10 +21,6 @@ class Persona:
     relationships: dict[str, str] = field(default_factory=dict)
     adapter: str | None = None
 
-    @property
-    def first_name(self) -> str:
-        return self.name.split()[0]
-
     def summary(self) -> str:
         """The identity paragraph every prompt starts from (the paper's summary description)."""
         lines = [

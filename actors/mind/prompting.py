@@ -27,6 +27,7 @@ from typing import Any
 from actors.mind.persona import Persona
 from serving.json_schemas import answer_tokens
 from serving.llm import LLM
+from serving.prompt_files import read_sections
 from serving.types import ChatMessage, LLMRequest
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -64,21 +65,8 @@ class PromptTemplate:
 @cache
 def load_prompt(name: str) -> PromptTemplate:
     """Reads ``prompts/<name>.txt``."""
-    path = PROMPTS_DIR / f"{name}.txt"
-    raw = path.read_text(encoding="utf-8")
-    parts: dict[str, list[str]] = {}
-    current = None
-    for line in raw.splitlines():
-        if line.startswith("### "):
-            current = line[4:].strip()
-            parts[current] = []
-        elif current is not None:
-            parts[current].append(line)
-    if set(parts) != {"system", "user"}:
-        raise ValueError(f"{path}: needs exactly a '### system' and a '### user' section")
-    return PromptTemplate(
-        name, string.Template("\n".join(parts["system"])), string.Template("\n".join(parts["user"]))
-    )
+    system, user = read_sections(PROMPTS_DIR / f"{name}.txt")
+    return PromptTemplate(name, system, user)
 
 
 @cache

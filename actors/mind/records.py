@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import uuid
-from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -15,13 +11,8 @@ Kind = Literal["observation", "reflection", "plan", "chat"]
 KINDS: tuple[Kind, ...] = ("observation", "reflection", "plan", "chat")
 
 
-def game_hours(since: datetime, now: datetime) -> float:
-    """Game hours from ``since`` to ``now`` (never negative)."""
-    return max((now - since).total_seconds() / 3600.0, 0.0)
-
-
 class RecordIds:
-    """A deterministic source of record ids for one agent of one run.
+    """A deterministic source of record ids for one agent of one run (its memory owns it).
 
     Ids are 32 hex characters (a valid uuid hex, as the Qdrant store needs): the first 16 hex of
     ``sha256(f"{seed}:{agent}")`` then a 16-hex counter. The counter is part of the agent's state,
@@ -44,27 +35,6 @@ class RecordIds:
         self.counter = int(state["counter"])
 
 
-_id_source: ContextVar[RecordIds | None] = ContextVar("simulacra_record_ids", default=None)
-
-
-@contextlib.contextmanager
-def record_ids(source: RecordIds) -> Iterator[RecordIds]:
-    """Within this block (in this task, and tasks started in it), new records take their ids
-    from ``source``. Context variables are task-local, so agents stepped concurrently as separate
-    tasks each use their own source."""
-    token = _id_source.set(source)
-    try:
-        yield source
-    finally:
-        _id_source.reset(token)
-
-
-def new_record_id() -> str:
-    """The next id of the current :func:`record_ids` source, or a random uuid4 hex outside one."""
-    source = _id_source.get()
-    return uuid.uuid4().hex if source is None else source.next()
-
-
 @dataclass(frozen=True)
 class MemoryRecord:
     """One entry of an agent's memory stream.
@@ -72,7 +42,6 @@ class MemoryRecord:
     ``depth`` is 0 for observations, plans and chats, and 1 + the deepest evidence for a
     reflection. ``evidence`` holds the ids a record rests on (cited memories for a reflection,
     the chat record for a post-chat reflection). ``transcript`` is set for chats only.
-    ``embedding`` is filled when a store returns vectors; the store keeps it otherwise.
     """
 
     agent_id: str
@@ -81,12 +50,11 @@ class MemoryRecord:
     created: datetime
     importance: int
     last_accessed: datetime | None = None
-    id: str = field(default_factory=new_record_id)
+    id: str = field(kw_only=True)  # from the agent's id source: see Memory.record
     evidence: tuple[str, ...] = ()
     depth: int = 0
     expires: datetime | None = None
     transcript: tuple[tuple[str, str], ...] | None = None
-    embedding: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.last_accessed is None:
@@ -115,7 +83,6 @@ class MemoryRecord:
             d[key] = None if d[key] is None else d[key].isoformat()
         d["evidence"] = list(self.evidence)
         d["transcript"] = None if self.transcript is None else [list(t) for t in self.transcript]
-        d["embedding"] = None if self.embedding is None else list(self.embedding)
         return d
 
     @classmethod
@@ -127,8 +94,7 @@ class MemoryRecord:
         d["evidence"] = tuple(d.get("evidence") or ())
         if d.get("transcript") is not None:
             d["transcript"] = tuple((s, u) for s, u in d["transcript"])
-        if d.get("embedding") is not None:
-            d["embedding"] = tuple(float(x) for x in d["embedding"])
+        d.pop("embedding", None)  # written by versions before 0.2 (always None); vectors live apart
         return cls(**d)
 
 

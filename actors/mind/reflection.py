@@ -239,15 +239,8 @@ async def _store(
     )
     expires = expiry("reflection", now, settings.expiry_days)
     records = [
-        MemoryRecord(
-            memory.agent_id,
-            "reflection",
-            description,
-            now,
-            score,
-            evidence=evidence,
-            depth=depth,
-            expires=expires,
+        memory.record(
+            "reflection", description, now, score, evidence=evidence, depth=depth, expires=expires
         )
         for (description, evidence, depth), score in zip(drafts, scores, strict=True)
     ]

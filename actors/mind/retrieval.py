@@ -147,10 +147,3 @@ class Trace:
             )
             for rank, i in enumerate(s.order.tolist())
         ]
-
-
-def trace_rows(
-    query: str, records: Sequence[MemoryRecord], scored: Scored, k: int
-) -> list[TraceRow]:
-    """One trace row per candidate, in rank order."""
-    return Trace(query, tuple(r.id for r in records), scored, k).rows()

@@ -69,6 +69,8 @@ class AccountingLLM:
         self.base_context: dict[str, Any] = {}
         self._rows: list[dict[str, Any]] = []
         self._next_call = 0
+        self.requests_total = 0  # every request so far, kept across clear()
+        self.tokens_total = 0  # their prompt + completion tokens
 
     @contextlib.contextmanager
     def context(self, **fields: Any) -> Iterator[None]:
@@ -105,6 +107,8 @@ class AccountingLLM:
         latency = self.clock() - start
         for request, result in zip(requests, results, strict=True):
             self._rows.append(self._row(call, request, result, latency, result.error, context))
+        self.requests_total += len(requests)
+        self.tokens_total += sum(r.prompt_tokens + r.completion_tokens for r in results)
         return results
 
     @staticmethod

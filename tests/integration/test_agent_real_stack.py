@@ -9,7 +9,7 @@ from actors.mind.events import Observation
 from actors.mind.memory import Memory
 from actors.mind.persona import Persona
 from actors.mind.settings import MindSettings
-from actors.qdrant_store import QdrantMemoryStore
+from actors.qdrant import open_qdrant_store
 from serving.config import EngineConfig
 from serving.embedding import MiniLMEmbedder
 from serving.engines.hf import HFEngine
@@ -32,7 +32,7 @@ async def test_an_agent_lives_a_game_day_on_the_real_stack() -> None:
         adapter="alice",
     )
     settings = MindSettings.from_preset("paper", reflection={"threshold": 60})
-    store = QdrantMemoryStore(":memory:", dim=384)
+    store = open_qdrant_store(":memory:", dim=384)
     memory = Memory(persona.name, store, MiniLMEmbedder(), settings.retrieval)
     agent = Agent(persona, engine, memory, settings, seed=7)
 

@@ -142,9 +142,7 @@ async def test_a_killed_host_is_restarted_and_no_memory_is_lost(
             killed.append(sim.step_no)
 
     with Services(options):
-        factory = ray_host_factory(
-            settings.model_dump(mode="json"), options.seed, ":memory:", collection_prefix="k"
-        )
+        factory = ray_host_factory(settings, options.seed, ":memory:", collection_prefix="k")
         sim = Simulation(town, settings, tmp_path / "run", factory, 5, EVERY, on_step=kill_one)
         sim.place_hosts()
         await sim.begin()

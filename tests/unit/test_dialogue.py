@@ -23,10 +23,10 @@ from actors.mind.memory import Memory
 from actors.mind.memory_store import InMemoryStore
 from actors.mind.persona import Persona
 from actors.mind.prompting import Asker
-from actors.mind.records import MemoryRecord
+from actors.mind.records import MemoryRecord, RecordIds
 from actors.mind.settings import DialogueSettings, RetrievalSettings
 from serving.scripted import Matcher, ScriptedLLM, request_text
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, new_id
 
 NOW = datetime(2023, 2, 13, 14, 0)
 DIALOGUE = DialogueSettings()
@@ -44,7 +44,7 @@ def memory_with() -> tuple[Memory, HashEmbedder]:
 async def remember(memory: Memory, *descriptions: str) -> None:
     await memory.remember(
         [
-            MemoryRecord(ISABELLA.name, "observation", d, NOW - timedelta(hours=1), 5)
+            MemoryRecord(ISABELLA.name, "observation", d, NOW - timedelta(hours=1), 5, id=new_id())
             for d in descriptions
         ]
     )
@@ -262,7 +262,9 @@ async def test_converse_with_a_summarizer_gives_the_duration_and_the_chat_record
     assert chat.summary == "They talked about the party."
     assert chat.minutes == 2  # ceil(300 / 240)
     assert chat.ends == NOW + timedelta(minutes=2)
-    record = chat_record(KLAUS, chat, chat.ends, importance=6)
+    memory = Memory(KLAUS, InMemoryStore(dim=64), HashEmbedder(), RETRIEVAL, seed=2)
+    record = chat_record(memory, chat, chat.ends, importance=6)
+    assert record.id == RecordIds(2, KLAUS).next()  # the first of Klaus's ids
     assert (record.kind, record.agent_id, record.importance) == ("chat", KLAUS, 6)
     assert record.description == chat.summary and record.transcript == chat.transcript
     assert MemoryRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import pickle
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -12,8 +13,13 @@ import numpy as np
 import pytest
 
 from actors.host import AgentHost
+from actors.host_protocol import Host
+from actors.messages import HostRows, MemoryExport, SeedMemory, Written
+from actors.mind.dialogue import Conversation
+from actors.mind.events import Observation
 from actors.mind.memory_store import InMemoryStore, MemoryStore
 from actors.mind.persona import Persona
+from actors.mind.settings import MindSettings
 from serving.scripted import ScriptedLLM
 from serving.types import LLMRequest, LLMResult
 from serving.wrappers.serial import SerialLLM
@@ -59,8 +65,8 @@ def make_host(
     llm = llm or ScriptedLLM(seeded_answers)
     store = store if store is not None else InMemoryStore(dim=64)
     host = AgentHost(
-        [p.to_dict() for p in PERSONAS],
-        settings={"reflection": {"threshold": 30}},
+        PERSONAS,
+        settings=MindSettings.model_validate({"reflection": {"threshold": 30}}),
         seed=3,
         llm=llm,
         embedder=HashEmbedder(64),
@@ -70,21 +76,15 @@ def make_host(
     return host, llm, store
 
 
-def sees(other: str, i: int) -> list[dict[str, Any]]:
+def sees(other: str, i: int) -> list[Observation]:
     return [
-        {
-            "kind": "agent",
-            "subject": other,
-            "description": f"{other} is reading chapter {i}",
-            "location": "cafe",
-            "distance": 2.0,
-        },
-        {"kind": "object", "subject": "cafe:stove", "description": f"the stove heats pot {i}"},
+        Observation("agent", other, f"{other} is reading chapter {i}", "cafe", 2.0),
+        Observation("object", "cafe:stove", f"the stove heats pot {i}"),
     ]
 
 
-def at(i: int) -> str:
-    return (START + timedelta(minutes=10 * i)).isoformat()
+def at(i: int) -> datetime:
+    return START + timedelta(minutes=10 * i)
 
 
 async def run(host: AgentHost, steps: range, names: Sequence[str] = (ISABELLA, KLAUS)) -> None:
@@ -95,19 +95,20 @@ async def run(host: AgentHost, steps: range, names: Sequence[str] = (ISABELLA, K
 
 async def test_steps_only_the_named_agents_and_accounts_each_call() -> None:
     host, _, store = make_host()
+    assert isinstance(host, Host)
     assert await host.ping() is True
     assert await host.names() == [ISABELLA, KLAUS, MARIA]
     result = await host.step({ISABELLA: sees(KLAUS, 0), KLAUS: []}, at(0), 0)
-    assert msgpack.unpackb(msgpack.packb(result)) == result  # plain data
-    actions = result["actions"]
-    assert set(actions) == set(result["written"]) == {ISABELLA, KLAUS}
+    assert pickle.loads(pickle.dumps(result)) == result  # crosses a process as it is
+    actions = result.actions
+    assert set(actions) == set(result.written) == {ISABELLA, KLAUS}
     for name, acts in actions.items():
-        assert acts and all(a["agent"] == name for a in acts)
+        assert acts and all(a.agent == name for a in acts)
     assert host.agents[MARIA].plan is None and await store.count(MARIA) == 0
     rows = host.accounting.rows()
-    assert result["calls"] == len(rows) > 0
-    assert result["tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
-    written = {n: sorted(map(tuple, w)) for n, w in result["written"].items()}
+    assert result.calls == len(rows) > 0
+    assert result.tokens == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    written = {n: sorted((w.kind, w.description) for w in ws) for n, ws in result.written.items()}
     for name in (ISABELLA, KLAUS):
         stored = sorted((r.kind, r.description) for r in await store.records(name))
         assert written[name] == stored
@@ -139,49 +140,43 @@ async def test_drain_returns_calls_and_retrievals_then_empties() -> None:
     await run(host, range(3))
     await host.interview(ISABELLA, "Who did you see?", at(3))
     drained = await host.drain()
-    assert drained["llm_calls"] and drained["retrievals"]
-    assert {r["agent"] for r in drained["retrievals"]} <= {ISABELLA, KLAUS}
-    assert any(r["agent"] == ISABELLA for r in drained["retrievals"])
+    assert drained.llm_calls and drained.retrievals
+    assert {r["agent"] for r in drained.retrievals} <= {ISABELLA, KLAUS}
+    assert any(r["agent"] == ISABELLA for r in drained.retrievals)
     assert {"agent", "query", "record_id", "score", "rank", "returned"} <= set(
-        drained["retrievals"][0]
+        drained.retrievals[0]
     )
-    assert msgpack.unpackb(msgpack.packb(drained)) == drained
-    assert await host.drain() == {"llm_calls": [], "retrievals": []}
+    assert msgpack.unpackb(msgpack.packb(drained.retrievals)) == list(drained.retrievals)
+    assert await host.drain() == HostRows((), ())
 
 
 async def test_a_conversation_through_the_host() -> None:
     host, _, store = make_host()
     await run(host, range(1))
     now = at(1)
-    transcript: list[list[str]] = []
+    transcript: list[tuple[str, str]] = []
     speakers = (ISABELLA, KLAUS)
     for turn in range(8):
         me, you = speakers[turn % 2], speakers[(turn + 1) % 2]
-        line, end = await host.speak(me, you, transcript, now, 1)
-        assert isinstance(line, str) and isinstance(end, bool)
-        if line:
-            transcript.append([me, line])
-        if end or not line:
+        line = await host.speak(me, you, tuple(transcript), now, 1)
+        assert isinstance(line.text, str) and isinstance(line.end, bool)
+        if line.text:
+            transcript.append((me, line.text))
+        if line.end or not line.text:
             break
-    summary = await host.summarize(ISABELLA, KLAUS, transcript, 1)
+    summary = await host.summarize(ISABELLA, KLAUS, tuple(transcript), 1)
     assert isinstance(summary, str) and summary
-    conversation = {
-        "participants": [ISABELLA, KLAUS],
-        "transcript": transcript,
-        "summary": summary,
-        "started": now,
-        "minutes": 5,
-    }
+    conversation = Conversation((ISABELLA, KLAUS), tuple(transcript), summary, now, 5)
     assert await host.drain_written() == {}
     for name in speakers:
         action = await host.finish_conversation(name, conversation, now, 1)
-        assert action["kind"] == "chat_done" and action["description"] == summary
-        assert action["duration_minutes"] == 5
+        assert action.kind == "chat_done" and action.description == summary
+        assert action.duration_minutes == 5
         (chat,) = await store.records(name, ["chat"])
-        assert [list(t) for t in chat.transcript or ()] == transcript
+        assert list(chat.transcript or ()) == transcript
         assert host.agents[name].talking  # for the conversation's minutes
     written = await host.drain_written()
-    assert set(written) == set(speakers) and ["chat", summary] in written[ISABELLA]
+    assert set(written) == set(speakers) and Written("chat", summary) in written[ISABELLA]
     assert await host.drain_written() == {}
     rows = host.accounting.rows()
     assert {r["purpose"] for r in rows if r["step"] == 1} >= {"dialogue", "chat_summary"}
@@ -190,12 +185,35 @@ async def test_a_conversation_through_the_host() -> None:
     assert not host.agents[ISABELLA].talking and not host.agents[KLAUS].talking
 
 
+async def test_a_conversation_held_on_one_host_in_one_call() -> None:
+    host, _, store = make_host()
+    await run(host, range(1))
+    outcome = await host.converse(ISABELLA, KLAUS, at(1), 1)
+    talk = outcome.conversation
+    assert talk.participants == (ISABELLA, KLAUS) and talk.transcript and talk.started == at(1)
+    assert talk.transcript[0][0] == ISABELLA  # the first named speaks first
+    assert [a.kind for a in outcome.done] == ["chat_done", "chat_done"]
+    assert all(a.description == talk.summary for a in outcome.done)
+    for name in (ISABELLA, KLAUS):
+        (chat,) = await store.records(name, ["chat"])
+        assert chat.transcript == talk.transcript
+        assert Written("chat", talk.summary) in outcome.written[name]
+        assert host.agents[name].talking
+    assert await host.drain_written() == {}  # reported with the outcome
+    rows = host.accounting.rows()
+    assert {r["purpose"] for r in rows if r["step"] == 1} >= {"dialogue", "chat_summary"}
+
+
 async def test_seed_memories_scores_only_the_unscored_in_one_batch() -> None:
     host, llm, store = make_host()
     await host.seed_memories(
         {
-            ISABELLA: [["likes jazz", 7], ["met Klaus at the cafe", None], ["hates rain", None]],
-            MARIA: [["studies physics", 12]],
+            ISABELLA: [
+                SeedMemory("likes jazz", 7),
+                SeedMemory("met Klaus at the cafe"),
+                SeedMemory("hates rain"),
+            ],
+            MARIA: [SeedMemory("studies physics", 12)],
         },
         at(0),
     )
@@ -216,9 +234,9 @@ async def test_seed_memories_scores_only_the_unscored_in_one_batch() -> None:
 
 
 def qdrant_store() -> MemoryStore:
-    from actors.qdrant_store import QdrantMemoryStore
+    from actors.qdrant import open_qdrant_store
 
-    return QdrantMemoryStore(":memory:", dim=64)
+    return open_qdrant_store(":memory:", dim=64)
 
 
 @pytest.mark.parametrize("make_store", [lambda: InMemoryStore(dim=64), qdrant_store])
@@ -227,24 +245,27 @@ async def test_export_and_restore_return_to_the_checkpoint_exactly(make_store: A
     await run(host, range(6))
     when = at(5)
     state = msgpack.unpackb(msgpack.packb(await host.get_state()))
-    memories = msgpack.unpackb(msgpack.packb(await host.export_memories()))
+    exported = await host.export_memories()
+    on_disk = msgpack.unpackb(msgpack.packb({n: m.to_dict() for n, m in exported.items()}))
+    memories = {n: MemoryExport.from_dict(m) for n, m in on_disk.items()}
+    assert memories == exported  # the checkpoint's plain-data form loses nothing
     for name, saved in memories.items():
         dim = 64
-        assert len(saved["vectors"]) == 4 * dim * len(saved["records"])
-        assert all("embedding" not in r for r in saved["records"])
+        assert len(saved.vectors) == 4 * dim * len(saved.records)
+        assert all("embedding" not in r for r in on_disk[name]["records"])
         records, _ = await store.candidates(name, ("observation", "reflection", "plan", "chat"))
-        assert [r["id"] for r in saved["records"]] == [r.id for r in records]
-    assert memories[ISABELLA]["records"] and not memories[MARIA]["records"]
+        assert [r.id for r in saved.records] == [r.id for r in records]
+    assert memories[ISABELLA].records and not memories[MARIA].records
 
     await run(host, range(6, 12))
     await host.interview(ISABELLA, "What did you read?", at(12))
     after = await host.export_memories()
-    assert len(after[ISABELLA]["records"]) > len(memories[ISABELLA]["records"])
-    saved_access = {r["id"]: r["last_accessed"] for r in memories[ISABELLA]["records"]}
+    assert len(after[ISABELLA].records) > len(memories[ISABELLA].records)
+    saved_access = {r.id: r.last_accessed for r in memories[ISABELLA].records}
     touched = [
         r
-        for r in after[ISABELLA]["records"]
-        if r["id"] in saved_access and r["last_accessed"] != saved_access[r["id"]]
+        for r in after[ISABELLA].records
+        if r.id in saved_access and r.last_accessed != saved_access[r.id]
     ]
     assert touched  # retrieval moved last_accessed of checkpointed records
 
@@ -252,7 +273,7 @@ async def test_export_and_restore_return_to_the_checkpoint_exactly(make_store: A
     assert await host.export_memories() == memories  # newer gone, access restored, none doubled
     assert await host.get_state() == state
     for name in (ISABELLA, KLAUS):
-        assert await store.count(name) == len(memories[name]["records"])
+        assert await store.count(name) == len(memories[name].records)
 
     # Into a fresh host with an empty store: the same checkpoint, and the same future.
     fresh, _, _ = make_host(store=make_store())
@@ -271,7 +292,7 @@ async def test_export_vectors_decode_to_the_stored_matrix() -> None:
     await run(host, range(2))
     saved = (await host.export_memories())[KLAUS]
     _, vectors = await store.candidates(KLAUS, ("observation", "reflection", "plan", "chat"))
-    decoded = np.frombuffer(saved["vectors"], dtype=np.float32).reshape(len(saved["records"]), -1)
+    decoded = np.frombuffer(saved.vectors, dtype=np.float32).reshape(len(saved.records), -1)
     np.testing.assert_array_equal(decoded, vectors)
 
 

@@ -3,36 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from qdrant_client import AsyncQdrantClient
 
 from actors.mind.memory_store import InMemoryStore, MemoryStore
 from actors.mind.records import MemoryRecord
-from actors.qdrant_store import QdrantMemoryStore, point_id
+from actors.qdrant import EmbeddedQdrantStore, QdrantStore, ServerQdrantStore, open_qdrant_store
+from actors.qdrant.points import point_id
+from tests.fakes import new_id
 
 DIM = 16
 T0 = datetime(2023, 2, 13, 8, 0)
 
 
 class Factory:
-    """Makes stores of one kind; for the folder kind, each call reopens the same folder."""
+    """Makes stores of one kind; for the folder kind, each call reopens the same folder.
+
+    The server kind is the server layout (one collection, a tenant index, every call filtered
+    by agent) on a local in-memory client: no Qdrant server can run here."""
 
     def __init__(self, kind: str, folder: Path) -> None:
         self.kind = kind
         self.folder = folder
-        self.opened: list[QdrantMemoryStore] = []
+        self.opened: list[QdrantStore] = []
         self.shared = InMemoryStore(dim=DIM)
 
     def __call__(self) -> Any:
         if self.kind == "inmemory":
             return self.shared
-        where = ":memory:" if self.kind == "qdrant-memory" else str(self.folder / "q")
-        store = QdrantMemoryStore(where, dim=DIM)
+        store: QdrantStore
+        if self.kind == "qdrant-server":
+            store = ServerQdrantStore("http://127.0.0.1:6333", dim=DIM)
+            store.start(client=AsyncQdrantClient(location=":memory:"))
+        else:
+            where = ":memory:" if self.kind == "qdrant-memory" else str(self.folder / "q")
+            store = open_qdrant_store(where, dim=DIM)
         self.opened.append(store)
         return store
 
@@ -56,6 +66,7 @@ def _records(agent: str, n: int, start: int = 0) -> list[MemoryRecord]:
                 importance=1 + i % 10,
                 evidence=("a" * 32,) if kind == "reflection" else (),
                 depth=1 if kind == "reflection" else 0,
+                id=new_id(),
             )
         )
     return out
@@ -69,10 +80,11 @@ def _chat(agent: str, minutes: int) -> MemoryRecord:
         created=T0 + timedelta(minutes=minutes),
         importance=3,
         transcript=(("Ann", "hi"), ("Bob", "hello")),
+        id=new_id(),
     )
 
 
-@pytest.fixture(params=["inmemory", "qdrant-memory", "qdrant-folder"])
+@pytest.fixture(params=["inmemory", "qdrant-memory", "qdrant-folder", "qdrant-server"])
 async def make(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
     factory = Factory(request.param, tmp_path)
     yield factory
@@ -116,7 +128,7 @@ async def test_reloaded_qdrant_returns_creation_order(make: Factory) -> None:
     if make.kind == "qdrant-folder":
         await store.close()
         store = make()
-    else:
+    elif make.kind == "qdrant-memory":
         store._cache.clear()  # the cache keeps insertion order; a reload sorts by creation
     assert [r.id for r in await store.records("ann")] == [r.id for r in recs]
 
@@ -201,13 +213,15 @@ async def test_per_agent_isolation(make: Factory) -> None:
     assert all(r.last_accessed == r.created for r in await store.records("ann"))
 
 
-async def test_embedding_is_not_stored_on_the_record(make: Factory) -> None:
+async def test_a_record_comes_back_as_stored_and_its_vector_apart(make: Factory) -> None:
     store = make()
     rec = _records("ann", 1)[0]
     vec = _unit(np.random.default_rng(9), 1)
-    await store.add([replace(rec, embedding=tuple(float(x) for x in vec[0]))], vec)
+    await store.add([rec], vec)
     (got,) = await store.records("ann")
-    assert got.embedding is None and got == rec
+    assert got == rec
+    cands, matrix = await store.candidates("ann", ("observation",))
+    assert cands == [rec] and np.allclose(matrix, vec, atol=1e-6)
 
 
 async def test_add_rejects_mismatched_vectors(make: Factory) -> None:
@@ -218,7 +232,7 @@ async def test_add_rejects_mismatched_vectors(make: Factory) -> None:
 
 async def test_reopened_folder_store_keeps_everything(tmp_path: Path) -> None:
     folder = str(tmp_path / "store")
-    store = QdrantMemoryStore(folder, dim=DIM)
+    store = open_qdrant_store(folder, dim=DIM)
     rng = np.random.default_rng(11)
     recs = [*_records("ann", 8), _chat("ann", 999)]
     vecs = _unit(rng, 9)
@@ -229,7 +243,7 @@ async def test_reopened_folder_store_keeps_everything(tmp_path: Path) -> None:
     await store.delete_created_after("ann", T0 + timedelta(minutes=65))  # drops records 7, chat
     await store.close()
 
-    again = QdrantMemoryStore(folder, dim=DIM)
+    again = open_qdrant_store(folder, dim=DIM)
     try:
         got = await again.records("ann")
         assert [r.id for r in got] == [r.id for r in recs[:7]]
@@ -248,7 +262,8 @@ async def test_reopened_folder_store_keeps_everything(tmp_path: Path) -> None:
 
 
 async def test_qdrant_payload_layout() -> None:
-    store = QdrantMemoryStore(dim=DIM, collection_prefix="t")
+    store = open_qdrant_store(dim=DIM, collection_prefix="t")
+    assert isinstance(store, EmbeddedQdrantStore)
     try:
         rec = _records("ann", 1)[0]
         await store.add([rec], _unit(np.random.default_rng(12), 1))
@@ -261,3 +276,31 @@ async def test_qdrant_payload_layout() -> None:
         assert point.payload["description"] == rec.description
     finally:
         await store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")  # no server here
+async def test_the_opener_picks_the_layout_and_constructing_opens_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "never"
+    idle = EmbeddedQdrantStore(str(folder), dim=DIM)
+    assert not folder.exists()  # no client, no lock, no folder until start()
+    with pytest.raises(RuntimeError, match="not started"):
+        await idle.count("ann")
+    server = open_qdrant_store("http://127.0.0.1:6333", dim=DIM, collection_prefix="run7")
+    assert isinstance(server, ServerQdrantStore) and server.collection("ann") == "run7__memory"
+    await server.close()
+
+
+async def test_the_server_layout_keeps_agents_apart_in_one_collection() -> None:
+    client = AsyncQdrantClient(location=":memory:")
+    store = ServerQdrantStore("http://127.0.0.1:6333", dim=DIM, collection_prefix="t")
+    store.start(client=client)
+    rng = np.random.default_rng(13)
+    ann, bob = _records("ann", 3), _records("bob", 2)
+    await store.add([*ann, *bob], _unit(rng, 5))
+    assert [c.name for c in (await client.get_collections()).collections] == ["t__memory"]
+    assert [r.id for r in await store.records("ann")] == [r.id for r in ann]
+    assert await store.count("bob") == 2
+    with pytest.raises(KeyError, match="bob: no records"):
+        await store.get("bob", [ann[0].id])  # another agent's record is not bob's
+    assert await store.delete_created_after("ann", T0) == 2 and await store.count("bob") == 2
+    await store.close()

@@ -13,6 +13,7 @@ from actors.mind.prompting import Asker, PromptTemplate, Question, load_prompt
 from actors.mind.records import MemoryRecord, expiry, is_idle
 from actors.mind.settings import MindSettings
 from serving.scripted import ScriptedLLM
+from tests.fakes import new_id
 
 MIND = Path(__file__).resolve().parents[2] / "actors" / "mind"
 
@@ -33,15 +34,21 @@ def test_the_mind_imports_no_ray_qdrant_or_vllm() -> None:
 def test_record_round_trips_and_checks() -> None:
     t = datetime(2023, 2, 13, 9, 30)
     chat = MemoryRecord(
-        "isabella", "chat", "Isabella and Klaus talked", t, 6, transcript=(("Isabella", "Hi"),)
+        "isabella",
+        "chat",
+        "Isabella and Klaus talked",
+        t,
+        6,
+        transcript=(("Isabella", "Hi"),),
+        id=new_id(),
     )
     assert chat.last_accessed == t
     back = MemoryRecord.from_dict(msgpack.unpackb(msgpack.packb(chat.to_dict())))
     assert back == chat
     with pytest.raises(ValueError, match="importance"):
-        MemoryRecord("a", "observation", "x", t, 11)
+        MemoryRecord("a", "observation", "x", t, 11, id=new_id())
     with pytest.raises(ValueError, match="transcript"):
-        MemoryRecord("a", "observation", "x", t, 3, transcript=())
+        MemoryRecord("a", "observation", "x", t, 3, transcript=(), id=new_id())
     assert expiry("reflection", t, 30) == t + timedelta(days=30)
     assert expiry("observation", t, 30) is None
     assert is_idle("the desk is idle") and not is_idle("Klaus is reading")

@@ -1,4 +1,4 @@
-"""Deterministic record ids: per agent and seed, task-local, resumable."""
+"""Deterministic record ids: per agent and seed, given by the agent's memory, resumable."""
 
 import asyncio
 import hashlib
@@ -6,12 +6,14 @@ import random
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
+
 from actors.mind.agent import Agent
 from actors.mind.events import Observation
 from actors.mind.memory import Memory
 from actors.mind.memory_store import InMemoryStore
 from actors.mind.persona import Persona
-from actors.mind.records import MemoryRecord, RecordIds, new_record_id, record_ids
+from actors.mind.records import MemoryRecord, RecordIds
 from actors.mind.settings import MindSettings
 from serving.scripted import ScriptedLLM
 from tests.fakes import HashEmbedder, sample_from_schema
@@ -29,7 +31,7 @@ def seeded_answers(request):
 def make_agent(persona: Persona, seed: int, store: InMemoryStore | None = None) -> Agent:
     store = store or InMemoryStore(dim=64)
     settings = MindSettings.from_preset("paper", reflection={"threshold": 30})
-    memory = Memory(persona.name, store, HashEmbedder(), settings.retrieval)
+    memory = Memory(persona.name, store, HashEmbedder(), settings.retrieval, seed=seed)
     return Agent(persona, ScriptedLLM(seeded_answers), memory, settings, seed=seed)
 
 
@@ -59,18 +61,14 @@ def test_ids_are_a_seeded_prefix_and_a_counter_and_valid_uuid_hex() -> None:
     assert RecordIds(8, "Isabella Rodriguez").next()[:16] != prefix
 
 
-def test_records_take_ids_from_the_source_only_inside_the_block() -> None:
-    outside = new_record_id()
-    assert len(outside) == 32 and uuid.UUID(hex=outside).version == 4
-    ids = RecordIds(0, "a")
-    with record_ids(ids):
-        made = MemoryRecord("a", "observation", "x", START, 3)
-        inner = RecordIds(0, "b")
-        with record_ids(inner):
-            assert new_record_id() == inner.prefix + f"{1:016x}"
-        assert new_record_id() == ids.prefix + f"{2:016x}"
-    assert made.id == ids.prefix + f"{1:016x}"
-    assert not new_record_id().startswith(ids.prefix)
+def test_a_record_gets_its_id_from_its_agents_memory_and_from_nowhere_else() -> None:
+    memory = Memory("a", InMemoryStore(dim=64), HashEmbedder(), MindSettings().retrieval, seed=4)
+    ids = RecordIds(4, "a")
+    made = [memory.record("observation", f"x{i}", START, 3) for i in range(2)]
+    assert [r.id for r in made] == [ids.next(), ids.next()]
+    assert memory.get_state() == {"record_ids": {"counter": 2}}
+    with pytest.raises(TypeError, match="id"):  # no record without an id from a source
+        MemoryRecord("a", "observation", "x", START, 3)  # type: ignore[call-arg]
 
 
 async def test_agents_stepped_concurrently_each_use_their_own_sequence() -> None:
@@ -79,11 +77,11 @@ async def test_agents_stepped_concurrently_each_use_their_own_sequence() -> None
     await asyncio.gather(live(isabella, range(12)), live(klaus, range(12)))
     for agent in (isabella, klaus):
         ids = [r.id for r in await store.records(agent.name)]
-        assert ids and all(i.startswith(agent.ids.prefix) for i in ids)
+        assert ids and all(i.startswith(agent.memory.ids.prefix) for i in ids)
         counters = sorted(int(i[16:], 16) for i in ids)
         assert counters == list(range(1, len(ids) + 1))  # none taken by the other agent
-        assert agent.ids.counter == len(ids)
-    assert isabella.ids.prefix != klaus.ids.prefix
+        assert agent.memory.ids.counter == len(ids)
+    assert isabella.memory.ids.prefix != klaus.memory.ids.prefix
 
 
 async def test_the_same_seed_gives_the_same_ids_and_a_resumed_run_the_same_records() -> None:

@@ -21,7 +21,7 @@ from actors.mind.reflection import (
 from actors.mind.settings import ImportanceSettings, ReflectionSettings, RetrievalSettings
 from serving.scripted import Rule, ScriptedLLM
 from serving.types import LLMRequest
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, new_id
 
 NAME = "Klaus Mueller"
 PERSONA = Persona(NAME, 20, "curious, kind", "a student who studies at the library")
@@ -47,7 +47,7 @@ def make_memory(k: int = 30) -> Memory:
 
 def obs(description: str, minutes: int, importance: int = 5) -> MemoryRecord:
     return MemoryRecord(
-        NAME, "observation", description, T0 + timedelta(minutes=minutes), importance
+        NAME, "observation", description, T0 + timedelta(minutes=minutes), importance, id=new_id()
     )
 
 
@@ -108,9 +108,11 @@ def test_importance_10_observations_fire_on_the_15th_not_the_14th() -> None:
 def test_reflections_plans_and_chats_do_not_count() -> None:
     trigger = ReflectionTrigger(150)
     others = [
-        MemoryRecord(NAME, "reflection", "Klaus believes x", T0, 10, depth=1),
-        MemoryRecord(NAME, "plan", "Klaus plans to study", T0, 10),
-        MemoryRecord(NAME, "chat", "Klaus chats", T0, 10, transcript=(("Klaus", "hi"),)),
+        MemoryRecord(NAME, "reflection", "Klaus believes x", T0, 10, depth=1, id=new_id()),
+        MemoryRecord(NAME, "plan", "Klaus plans to study", T0, 10, id=new_id()),
+        MemoryRecord(
+            NAME, "chat", "Klaus chats", T0, 10, transcript=(("Klaus", "hi"),), id=new_id()
+        ),
     ]
     for _ in range(20):
         assert not trigger.add(others)
@@ -222,7 +224,11 @@ async def test_focal_records_recent_and_since_last_reflection() -> None:
     memory = make_memory()
     await memory.remember([obs(f"Klaus sees thing {i}", i) for i in range(6)])
     await memory.remember(
-        [MemoryRecord(NAME, "reflection", "Klaus believes x", T0 + timedelta(minutes=3), 5)]
+        [
+            MemoryRecord(
+                NAME, "reflection", "Klaus believes x", T0 + timedelta(minutes=3), 5, id=new_id()
+            )
+        ]
     )
     await memory.remember([obs("the chair is idle", 7)])
     recent = await focal_records(memory, ReflectionSettings(focal_records=4))
@@ -248,6 +254,7 @@ async def test_post_chat_reflections_cite_the_chat() -> None:
         T0,
         6,
         transcript=(("Klaus", "I study housing."), ("Maria", "Tell me more!")),
+        id=new_id(),
     )
     await memory.remember([chat])
     llm = ScriptedLLM(rules())

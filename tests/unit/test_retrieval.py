@@ -14,8 +14,8 @@ from actors.mind.memory_store import InMemoryStore
 from actors.mind.records import MemoryRecord
 from actors.mind.retrieval import min_max
 from actors.mind.settings import MindSettings, RetrievalSettings
-from actors.qdrant_store import QdrantMemoryStore
-from tests.fakes import HashEmbedder
+from actors.qdrant import open_qdrant_store
+from tests.fakes import HashEmbedder, new_id
 
 T0 = datetime(2023, 2, 13, 7, 0)
 DIM = 64
@@ -30,7 +30,7 @@ def _rec(
     created: datetime = T0,
     rid: str | None = None,
 ) -> MemoryRecord:
-    extra: dict[str, Any] = {"id": rid} if rid else {}
+    extra: dict[str, Any] = {"id": rid or new_id()}
     if kind == "chat":
         extra["transcript"] = (("Ann", description),)
     return MemoryRecord(
@@ -128,7 +128,7 @@ async def test_presets_rank_as_the_formula_predicts(
     hand = _by_hand(*weights)
     assert "".join(sorted(hand, key=lambda n: -hand[n])) == expected
 
-    store: Any = InMemoryStore(dim=DIM) if backend == "inmemory" else QdrantMemoryStore(dim=DIM)
+    store: Any = InMemoryStore(dim=DIM) if backend == "inmemory" else open_qdrant_store(dim=DIM)
     memory = _memory(settings, store)
     records = _fixed_set()
     await memory.remember(list(records.values()))
@@ -152,7 +152,7 @@ async def test_presets_differ_in_order() -> None:
 
 @pytest.mark.parametrize("backend", ["inmemory", "qdrant"])
 async def test_last_accessed_changes_only_on_returned_records(backend: str) -> None:
-    store: Any = InMemoryStore(dim=DIM) if backend == "inmemory" else QdrantMemoryStore(dim=DIM)
+    store: Any = InMemoryStore(dim=DIM) if backend == "inmemory" else open_qdrant_store(dim=DIM)
     memory = _memory(store=store)
     records = _fixed_set()
     await memory.remember(list(records.values()))

@@ -7,6 +7,7 @@ host that dies mid-run is restarted with nothing lost or duplicated.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from actors.mind.memory_store import InMemoryStore
 from cluster.checkpoints import checkpoint_steps, read_checkpoint
-from cluster.hosts import HostRef, local_host_factory
+from cluster.hosts import HostDiedError, PlacedHost, local_host_factory
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings, parse_scenario
@@ -95,16 +96,16 @@ class Setup:
         self.llm = ScriptedLLM(content_seeded_answers(7))
         self.stores: dict[int, InMemoryStore] = {}
         self.per_host = per_host
-        self.made: list[HostRef] = []
+        self.made: list[PlacedHost] = []
         base = local_host_factory(
-            self.settings.model_dump(mode="json"),
+            self.settings,
             3,
             self.llm,
             HashEmbedder(DIM),
             lambda i: self.stores.setdefault(i, InMemoryStore(DIM)),
         )
 
-        def factory(index: int, personas: Any) -> HostRef:
+        def factory(index: int, personas: Any) -> PlacedHost:
             host = base(index, personas)
             self.made.append(host)
             return host
@@ -175,6 +176,49 @@ async def test_conversations_run_between_hosts(tmp_path: Path) -> None:
     assert any(m["kind"] == "chat" for m in memories)
 
 
+class _Counting:
+    """A host that counts the calls it gets (the driver's crossings of the host boundary)."""
+
+    def __init__(self, host: Any, calls: Counter[str]) -> None:
+        self._host, self._calls = host, calls
+
+    def __getattr__(self, name: str) -> Any:
+        self._calls[name] += 1
+        return getattr(self._host, name)
+
+
+def _tables(run: Path) -> dict[str, list[dict[str, Any]]]:
+    drop = {"latency_s", "engine_s", "request_id", "call"}
+    out = {}
+    for table in ("events", "memories"):
+        rows = pq.read_table(run / f"{table}.parquet").to_pylist()
+        out[table] = sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=repr)
+    return out
+
+
+async def test_a_conversation_on_one_host_stays_there_and_says_the_same(tmp_path: Path) -> None:
+    runs = {}
+    for per_host in (1, 3):
+        setup = Setup(tmp_path / str(per_host), per_host=per_host)
+        calls: Counter[str] = Counter()
+        sim = setup.sim("run")
+        for placed in sim.hosts:
+            placed.host = _Counting(placed.host, calls)
+        await sim.begin()
+        await sim.run(12)
+        await sim.finish()
+        runs[per_host] = (sim.stats.conversations, calls, _tables(tmp_path / str(per_host) / "run"))
+    (across, calls_across, tables_across), (within, calls_within, tables_within) = (
+        runs[1],
+        runs[3],
+    )
+    assert across == within > 0
+    assert calls_across["speak"] > 0 and calls_across["converse"] == 0
+    assert calls_within["converse"] == within and calls_within["speak"] == 0
+    assert calls_within["finish_conversation"] == calls_within["summarize"] == 0
+    assert tables_within == tables_across
+
+
 async def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     whole = await full_run(Setup(tmp_path / "a"), "run", 12)
     setup = Setup(tmp_path / "b")
@@ -206,11 +250,12 @@ async def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path
 
 
 class _Dies:
-    """A host that dies (as a Ray actor would) when asked for its state the ``nth`` time: in
-    the middle of a checkpoint, after it has written memories since the previous one."""
+    """A host that dies (as a Ray actor's proxy reports it) when asked for its state the
+    ``nth`` time: in the middle of a checkpoint, after it has written memories since the
+    previous one."""
 
-    def __init__(self, host: Any, nth: int) -> None:
-        self._host, self._nth, self._calls, self.died = host, nth, 0, False
+    def __init__(self, host: Any, index: int, nth: int) -> None:
+        self._host, self._index, self._nth, self._calls, self.died = host, index, nth, 0, False
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._host, name)
@@ -221,14 +266,10 @@ class _Dies:
             self._calls += 1
             if self._calls == self._nth:
                 self.died = True
-                raise ActorDiedError("the host's process exited")
+                raise HostDiedError(self._index, RuntimeError("the host's process exited"))
             return await method()
 
         return get_state
-
-
-class ActorDiedError(Exception):
-    """Named as Ray's, so the driver treats it as a host death."""
 
 
 async def test_a_host_that_dies_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -236,11 +277,12 @@ async def test_a_host_that_dies_is_restarted_and_nothing_is_lost(tmp_path: Path)
     setup = Setup(tmp_path / "b", per_host=1)
     sim = setup.sim("run")
     doomed = sim.hosts[1]
-    doomed.target = _Dies(doomed.target, nth=3)  # at checkpoint 8
+    dying = _Dies(doomed.host, doomed.index, nth=3)  # at checkpoint 8
+    doomed.host = dying
     await sim.begin()
     await sim.run(12)
     await sim.finish()
-    assert doomed.target.died and sim.stats.recoveries == 1
+    assert dying.died and sim.stats.recoveries == 1
     assert sim.hosts[1] is not doomed  # a new host took its place
     state = final_state(tmp_path / "b" / "run")
     for mem in state["memories"].values():
@@ -259,7 +301,7 @@ async def test_an_imported_generative_agents_scenario_runs(tmp_path: Path) -> No
     settings = mind_settings(scenario)
     llm = ScriptedLLM(content_seeded_answers(1))
     factory = local_host_factory(
-        settings.model_dump(mode="json"),
+        settings,
         0,
         llm,
         HashEmbedder(DIM),

@@ -16,7 +16,7 @@ from actors.mind.reflection import ReflectionTrigger
 from serving.scripted import ScriptedLLM
 from serving.types import LLMRequest
 from serving.wrappers import AccountingLLM, RecordingLLM, ReplayLLM
-from tests.fakes import random_valid_answers
+from tests.fakes import new_id, random_valid_answers
 from tests.unit.test_agent import make_agent, observations_at
 
 T0 = datetime(2023, 2, 13, 7)
@@ -46,16 +46,18 @@ async def _stats(_: Path) -> Any:
 
 async def _trigger(_: Path) -> Any:
     trigger = ReflectionTrigger(150)
-    trigger.add([MemoryRecord("a", "observation", f"o{i}", T0, 9) for i in range(4)])
+    trigger.add([MemoryRecord("a", "observation", f"o{i}", T0, 9, id=new_id()) for i in range(4)])
     return trigger
 
 
 async def _store(_: Path) -> Any:
     store = InMemoryStore(dim=4)
     records = [
-        MemoryRecord("a", "observation", "x", T0, 3),
-        MemoryRecord("a", "chat", "talked", T0, 5, transcript=(("a", "hi"), ("b", "yo"))),
-        MemoryRecord("b", "reflection", "r", T0, 7, evidence=("e1",), depth=1),
+        MemoryRecord("a", "observation", "x", T0, 3, id=new_id()),
+        MemoryRecord(
+            "a", "chat", "talked", T0, 5, transcript=(("a", "hi"), ("b", "yo")), id=new_id()
+        ),
+        MemoryRecord("b", "reflection", "r", T0, 7, evidence=("e1",), depth=1, id=new_id()),
     ]
     await store.add(records, np.eye(4, dtype=np.float32)[:3])
     await store.touch("a", [records[0].id], T0 + timedelta(hours=2))

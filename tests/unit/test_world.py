@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
-from actors.mind.events import Observation
+from actors.mind.events import Action, Observation
 from cluster.world import ENTRANCE, World
 from scenarios.schema import Scenario
 
@@ -80,19 +79,12 @@ def act(
     location: str = "",
     minutes: int = 0,
     target: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "agent": agent,
-        "description": description,
-        "location": location,
-        "duration_minutes": minutes,
-        "target": target,
-    }
+) -> Action:
+    return Action(kind, agent, description, location, minutes, target)
 
 
-def by_subject(observations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {o["subject"]: o for o in observations}
+def by_subject(observations: list[Observation]) -> dict[str, Observation]:
+    return {o.subject: o for o in observations}
 
 
 def test_travel_minutes() -> None:
@@ -139,21 +131,13 @@ def test_observations_see_only_the_own_arena_with_distances() -> None:
     seen = world.observations(T0)
     assert set(seen) == {"Ann", "Bob", "Cat"}
     ann = seen["Ann"]
-    assert [o["subject"] for o in ann] == ["Bob", "Lin Home:bedroom:bed", "Lin Home:bedroom:desk"]
-    assert ann[0] == {
-        "kind": "agent",
-        "subject": "Bob",
-        "description": "Bob is idle",
-        "location": HOME_BED,
-        "distance": 0.0,
-        "asleep": False,
-        "talking": False,
-    }
-    assert ann[1]["description"] == "bed is idle" and ann[1]["distance"] == 1.0
-    assert ann[2]["distance"] == 3.0  # desk at (2, 0), Ann at the entrance (-1, 0)
-    assert [o["subject"] for o in seen["Cat"]] == ["Cafe:counter:coffee machine"]
+    assert [o.subject for o in ann] == ["Bob", "Lin Home:bedroom:bed", "Lin Home:bedroom:desk"]
+    assert ann[0] == Observation("agent", "Bob", "Bob is idle", HOME_BED, 0.0)
+    assert ann[1].description == "bed is idle" and ann[1].distance == 1.0
+    assert ann[2].distance == 3.0  # desk at (2, 0), Ann at the entrance (-1, 0)
+    assert [o.subject for o in seen["Cat"]] == ["Cafe:counter:coffee machine"]
     for obs in seen.values():
-        assert [Observation.from_dict(o).to_dict() for o in obs] == obs
+        assert all(isinstance(o, Observation) for o in obs)
 
 
 def test_objects_change_state_on_use_and_revert() -> None:
@@ -164,13 +148,13 @@ def test_objects_change_state_on_use_and_revert() -> None:
     assert ann.obj == "Lin Home:bedroom:bed" and ann.tile == (0.0, 0.0)
     assert ann.until == T0 + timedelta(minutes=60)
     seen = by_subject(world.observations(T0)["Bob"])
-    assert seen["Ann"]["description"] == "Ann is sleeping"
-    assert seen["Ann"]["asleep"] is True and seen["Ann"]["distance"] == 1.0
-    assert seen["Lin Home:bedroom:bed"]["description"] == "bed is used by Ann for sleeping"
-    assert by_subject(world.observations(T0)["Ann"])["Lin Home:bedroom:bed"]["distance"] == 0.0
+    assert seen["Ann"].description == "Ann is sleeping"
+    assert seen["Ann"].asleep is True and seen["Ann"].distance == 1.0
+    assert seen["Lin Home:bedroom:bed"].description == "bed is used by Ann for sleeping"
+    assert by_subject(world.observations(T0)["Ann"])["Lin Home:bedroom:bed"].distance == 0.0
 
     seen = by_subject(world.observations(T0 + timedelta(minutes=60))["Bob"])
-    assert seen["Lin Home:bedroom:bed"]["description"] == "bed is idle"
+    assert seen["Lin Home:bedroom:bed"].description == "bed is idle"
     assert world.status("Ann").obj is None
 
 
@@ -212,13 +196,13 @@ def test_travellers_are_invisible_and_arrive_on_time() -> None:
     seen = world.observations(T0 + timedelta(minutes=5))
     assert seen["Ann"] == []
     assert "Ann" not in by_subject(seen["Bob"]) and "Ann" not in by_subject(seen["Cat"])
-    assert by_subject(seen["Cat"])["Cafe:counter:coffee machine"]["description"] == (
+    assert by_subject(seen["Cat"])["Cafe:counter:coffee machine"].description == (
         "coffee machine is idle"
     )  # the object is used from the arrival on
     seen = world.observations(T0 + timedelta(minutes=6))
     assert world.status("Ann").arrives is None
-    assert by_subject(seen["Cat"])["Ann"]["description"] == "Ann is buying coffee"
-    assert by_subject(seen["Ann"])["Cafe:counter:coffee machine"]["description"] == (
+    assert by_subject(seen["Cat"])["Ann"].description == "Ann is buying coffee"
+    assert by_subject(seen["Ann"])["Cafe:counter:coffee machine"].description == (
         "coffee machine is used by Ann for buying coffee"
     )
     assert world.known_places("Ann") == [HOME_BED, COUNTER, SEATING]
@@ -255,25 +239,15 @@ def test_events_are_delivered_once_to_their_agents() -> None:
     world.apply(
         "Ann", act("activity", "Ann", "buying coffee", COUNTER, 30), T0 + timedelta(minutes=28)
     )
-    assert all(o["kind"] != "event" for obs in world.observations(T0).values() for o in obs)
+    assert all(o.kind != "event" for obs in world.observations(T0).values() for o in obs)
     seen = world.observations(T0 + timedelta(minutes=31))
-    alarm = {
-        "kind": "event",
-        "subject": "event:0",
-        "description": "The fire alarm rings",
-        "location": KITCHEN,
-        "distance": 0.0,
-        "asleep": False,
-        "talking": False,
-    }
+    alarm = Observation("event", "event:0", "The fire alarm rings", KITCHEN, 0.0)
     assert seen["Ann"] == [alarm]  # travelling: only events
     assert alarm in seen["Bob"] and alarm in seen["Cat"]
     seen = world.observations(T0 + timedelta(minutes=32))
-    assert all(o["kind"] != "event" for obs in seen.values() for o in obs)
+    assert all(o.kind != "event" for obs in seen.values() for o in obs)
     seen = world.observations(T0 + timedelta(hours=2))
-    events = {
-        name: [o["subject"] for o in obs if o["kind"] == "event"] for name, obs in seen.items()
-    }
+    events = {name: [o.subject for o in obs if o.kind == "event"] for name, obs in seen.items()}
     assert events == {"Ann": [], "Bob": ["event:1"], "Cat": []}
 
 
@@ -336,9 +310,9 @@ def test_talk_wait_and_conversation() -> None:
     rows = world.apply("Ann", act("chat_done", "Ann", "plans for the party", "", 4, "Bob"), T0)
     assert rows == [("conversation", HOME_BED, "Ann and Bob: plans for the party")]
     ann = by_subject(world.observations(T0 + timedelta(minutes=1))["Bob"])["Ann"]
-    assert ann["description"] == "Ann is chatting with Bob" and ann["talking"] is True
+    assert ann.description == "Ann is chatting with Bob" and ann.talking is True
     ann = by_subject(world.observations(T0 + timedelta(minutes=4))["Bob"])["Ann"]
-    assert ann["talking"] is False
+    assert ann.talking is False
 
 
 def test_apply_errors() -> None:
