@@ -16,9 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from actors.mind.settings import Preset
+from serving.adapters import check_adapter_name
+from serving.types import InvalidAdapterNameError
 
 NAME_PATTERN = r"^[^:\n]+$"
-ADAPTER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Strict(BaseModel):
@@ -103,8 +104,18 @@ class AgentSpec(_Strict):
     start: str | None = None  # where the agent is at the start; its home when unset
     known_places: list[str] = []
     relationships: dict[str, str] = {}
-    adapter: str | None = Field(None, pattern=ADAPTER_PATTERN)
+    adapter: str | None = None
     memories: list[MemorySpec | str] = []
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter_name(cls, adapter: str | None) -> str | None:
+        if adapter is not None:
+            try:
+                check_adapter_name(adapter)  # the one rule, shared with the LLM service
+            except InvalidAdapterNameError as exc:
+                raise ValueError(str(exc)) from None
+        return adapter
 
     def seeded_memories(self) -> list[MemorySpec]:
         return [m if isinstance(m, MemorySpec) else MemorySpec(text=m) for m in self.memories]

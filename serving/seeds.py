@@ -1,10 +1,26 @@
-"""Seeds: one per run, threaded into every request that samples."""
+"""Seeds: one per run, and one rule that derives every other seed from it.
+
+:func:`derive` hashes the run's seed with the names of what it seeds (an agent, a counter, a
+request's content) and keeps the leading ``bits`` of the digest. Everything seeded in a run
+goes through it: the agents' request seeds (``actors.mind.prompting.Asker``), their record ids
+(``actors.mind.records.RecordIds``), the sampling seed of a request that brings none
+(:func:`derive_seed`, in every engine).
+"""
 
 from __future__ import annotations
 
 import hashlib
 
 from serving.types import LLMRequest
+
+
+def derive(seed: int, *parts: object, bits: int = 63) -> int:
+    """The leading ``bits`` (1..64) of ``sha256("seed:part:part...")``."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bits must be in 1..64, not {bits}")
+    text = ":".join(str(p) for p in (seed, *parts))
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - bits)
 
 
 def derive_seed(base_seed: int, request: LLMRequest) -> int:
@@ -15,5 +31,15 @@ def derive_seed(base_seed: int, request: LLMRequest) -> int:
     """
     if request.seed is not None:
         return request.seed
-    digest = hashlib.sha256(f"{base_seed}:{request.content_key()[0]}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return derive(base_seed, request.content_key()[0])
+
+
+def sampling_seed(request: LLMRequest, base_seed: int | None) -> int | None:
+    """The seed an engine passes on: the request's own, else for a sampled request one derived
+    as :func:`derive_seed` does (an answer must not depend on its batch); greedy requests, and
+    engines without a seed, need none."""
+    if request.seed is not None:
+        return request.seed
+    if base_seed is None or request.temperature == 0:
+        return None
+    return derive_seed(base_seed, request)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from serving.adapters import BASE_MODEL_ALIASES, check_adapter_name, check_request_adapter
+from serving.adapters import BASE_MODEL_ALIASES, check_adapter_name
 from serving.config import EngineConfig
 from serving.engines import make_engine
+from serving.engines.common import check_requests
 from serving.llm import LLM, Engine, ModelInfo
-from serving.schema import check_request_schema
 from serving.types import LLMRequest, LLMResult, UnknownAdapterError
 from serving.wrappers.recording import RecordingLLM, ReplayLLM
 
@@ -61,10 +61,7 @@ class LLMServer:
 
     def check(self, requests: Sequence[LLMRequest]) -> None:
         """Raises for the first request the service must refuse, before any decoding."""
-        adapters = self.info().adapters
-        for request in requests:
-            check_request_adapter(request, adapters)
-            check_request_schema(request)
+        check_requests(requests, self.info().adapters)
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         """Generates one result per request (see :class:`serving.llm.LLM`)."""

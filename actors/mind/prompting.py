@@ -15,7 +15,6 @@ a run.
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from actors.mind.persona import Persona
 from serving.json_schemas import answer_tokens
 from serving.llm import LLM
 from serving.prompt_files import read_sections
+from serving.seeds import derive
 from serving.types import ChatMessage, LLMRequest
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -173,8 +173,7 @@ class Asker:
 
     def _seed(self) -> int:
         self.counter += 1
-        digest = hashlib.sha256(f"{self.seed}:{self.agent_id}:{self.counter}".encode()).digest()
-        return int.from_bytes(digest[:4], "big")
+        return derive(self.seed, self.agent_id, self.counter, bits=32)
 
     def _request(self, q: Question) -> LLMRequest:
         return LLMRequest(

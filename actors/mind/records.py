@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from serving.seeds import derive
 
 Kind = Literal["observation", "reflection", "plan", "chat"]
 KINDS: tuple[Kind, ...] = ("observation", "reflection", "plan", "chat")
@@ -20,7 +21,7 @@ class RecordIds:
     """
 
     def __init__(self, seed: int, agent: str) -> None:
-        self.prefix = hashlib.sha256(f"{seed}:{agent}".encode()).hexdigest()[:16]
+        self.prefix = f"{derive(seed, agent, bits=64):016x}"
         self.counter = 0
 
     def next(self) -> str:

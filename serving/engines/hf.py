@@ -29,12 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.adapters import check_request_adapter
 from serving.config import EngineConfig
 from serving.cpu_threads import set_cpu_threads
+from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.engines.scheduler import Scheduler, SchedulerLimits
 from serving.llm import ModelInfo
-from serving.schema import check_request_schema, parse_and_validate
 from serving.seeds import derive_seed
 from serving.tiny_model import resolve_model
 from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
@@ -252,7 +251,8 @@ class HFEngine:
         arrival = time.perf_counter()
         if self._thread is None:
             raise RuntimeError("HFEngine.generate called before start()")
-        grammars = [self._validate(request) for request in requests]
+        check_requests(requests, self._adapter_names)
+        grammars = [self._grammar(request) for request in requests]
         loop = asyncio.get_running_loop()
         rows = [
             _Row(request, grammar, loop.create_future(), loop, arrival)
@@ -266,13 +266,10 @@ class HFEngine:
             for row in rows:
                 row.future.cancel()  # a cancelled caller's rows leave the engine at once
 
-    def _validate(self, request: LLMRequest) -> Any:
-        check_request_adapter(request, self._adapter_names)
-        check_request_schema(request)
-        return None if request.json_schema is None else self._grammar(request)
-
     def _grammar(self, request: LLMRequest) -> Any:
-        assert request.json_schema is not None
+        """The compiled grammar of a request's schema (None without one), compiled once."""
+        if request.json_schema is None:
+            return None
         key = grammar_key(request.json_schema)
         if key not in self._grammars:
             try:
@@ -455,12 +452,9 @@ class HFEngine:
 
     def _result(self, row: _Row, now: float) -> LLMResult:
         request = row.request
-        parsed, error = None, row.error
-        finish: FinishReason = row.finish_reason or "length"
-        if error is None and request.json_schema is not None:
-            parsed, error = parse_and_validate(row.text, request.json_schema)
-        if error is not None:
-            finish = "error"
+        parsed, finish, error = checked_answer(
+            request, row.text, row.finish_reason or "length", row.error
+        )
         admitted = row.admitted or now
         return LLMResult(
             request_id=request.request_id,
@@ -480,18 +474,7 @@ class HFEngine:
         )
 
     def _encode(self, request: LLMRequest) -> list[int]:
-        tokenizer = self._tokenizer
-        if request.messages is not None:
-            messages = [{"role": m.role, "content": m.content} for m in request.messages]
-            text = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
-            )
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        else:
-            ids = list(tokenizer(request.prompt)["input_ids"])
-        if not ids and tokenizer.bos_token_id is not None:
-            ids = [tokenizer.bos_token_id]  # an empty prompt still needs one position
-        return ids
+        return encode_prompt(self._tokenizer, request)
 
     @staticmethod
     def _mask_logits(rows: list[_Row], logits: Any, bitmask: Any) -> None:

@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import openai
 
-from serving.adapters import check_adapter_name, check_request_adapter
+from serving.adapters import check_adapter_name
 from serving.config import EngineConfig
+from serving.engines.common import check_requests, checked_answer
 from serving.llm import ModelInfo
-from serving.schema import check_request_schema, parse_and_validate
-from serving.seeds import derive_seed
+from serving.seeds import sampling_seed
 from serving.types import FinishReason, LLMError, LLMRequest, LLMResult, UnknownAdapterError
 
 SCHEMA_NAME = "answer"
@@ -61,9 +61,7 @@ def _common_kwargs(request: LLMRequest, base_model: str, base_seed: int | None) 
         "temperature": request.temperature,
         "top_p": request.top_p,
     }
-    seed = request.seed
-    if seed is None and base_seed is not None and request.temperature > 0:
-        seed = derive_seed(base_seed, request)  # an answer must not depend on its batch
+    seed = sampling_seed(request, base_seed)
     if seed is not None:
         kwargs["seed"] = seed
     if request.stop:
@@ -122,12 +120,7 @@ def _result(
     latency_s: float,
     batch_size: int,
 ) -> LLMResult:
-    finish, error = finish_reason(reason)
-    parsed = None
-    if error is None and request.json_schema is not None:
-        parsed, error = parse_and_validate(text, request.json_schema)
-        if error is not None:
-            finish = "error"
+    parsed, finish, error = checked_answer(request, text, *finish_reason(reason))
     return LLMResult(
         request_id=request.request_id,
         text=text,
@@ -305,10 +298,7 @@ class OpenAIEngine:
         """
         arrival = time.perf_counter()
         requests = list(requests)
-        for request in requests:
-            if self._adapters is not None:
-                check_request_adapter(request, self._adapters)
-            check_request_schema(request)
+        check_requests(requests, self._adapters)
         if not requests:
             return []
         client = self._ensure_client()

@@ -26,11 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serving.adapters import check_request_adapter
 from serving.config import EngineConfig
+from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.llm import ModelInfo
-from serving.schema import check_request_schema, parse_and_validate
-from serving.seeds import derive_seed
+from serving.seeds import sampling_seed
 from serving.types import FinishReason, LLMRequest, LLMResult
 
 LoraSpec = tuple[str, int, str]  # (lora_name, lora_int_id, lora_path)
@@ -73,17 +72,6 @@ def engine_kwargs(config: EngineConfig, model_path: str, adapters: Mapping[str, 
     return kwargs
 
 
-def request_seed(request: LLMRequest, base_seed: int | None) -> int | None:
-    """The sampling seed of a request: its own, or for sampled requests one derived from the
-    engine's seed and the request's content (as the ``hf`` engine does), so that an answer does
-    not depend on what it was batched with. Greedy requests need none."""
-    if request.seed is not None:
-        return request.seed
-    if base_seed is None or request.temperature == 0:
-        return None
-    return derive_seed(base_seed, request)
-
-
 def sampling_kwargs(request: LLMRequest, base_seed: int | None = None) -> dict[str, Any]:
     """The ``SamplingParams`` keyword arguments for a request.
 
@@ -94,7 +82,7 @@ def sampling_kwargs(request: LLMRequest, base_seed: int | None = None) -> dict[s
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,
-        "seed": request_seed(request, base_seed),
+        "seed": sampling_seed(request, base_seed),
         "stop": list(request.stop),
     }
     if request.json_schema is not None:
@@ -131,15 +119,7 @@ def prompt_token_ids(request: LLMRequest, tokenizer: Any) -> list[int]:
     tokenizes text prompts with ``add_special_tokens=True``) and gives the same prompt as the
     ``hf`` engine.
     """
-    if request.messages is not None:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    else:
-        ids = list(tokenizer(request.prompt)["input_ids"])
-    if not ids and tokenizer.bos_token_id is not None:
-        ids = [tokenizer.bos_token_id]  # vLLM refuses an empty prompt
-    return ids
+    return encode_prompt(tokenizer, request)  # the same prompt as the hf engine
 
 
 def finish_reason(vllm_reason: str | None) -> tuple[FinishReason, str | None]:
@@ -168,12 +148,7 @@ def result_from_output(
     """
     completion = output.outputs[0]
     text = completion.text
-    finish, error = finish_reason(completion.finish_reason)
-    parsed = None
-    if error is None and request.json_schema is not None:
-        parsed, error = parse_and_validate(text, request.json_schema)
-        if error is not None:
-            finish = "error"
+    parsed, finish, error = checked_answer(request, text, *finish_reason(completion.finish_reason))
     return LLMResult(
         request_id=request.request_id,
         text=text,
@@ -320,9 +295,7 @@ class VLLMEngine:
         if self._engine is None:
             raise RuntimeError("VLLMEngine.generate called before start()")
         requests = list(requests)
-        for request in requests:
-            check_request_adapter(request, self._adapter_paths)
-            check_request_schema(request)
+        check_requests(requests, self._adapter_paths)
         if not requests:
             return []
         self._in_flight += len(requests)

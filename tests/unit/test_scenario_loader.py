@@ -184,7 +184,9 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("empty sectors", _set("world.sectors", []), "world.sectors", "at least 1 item"),
     ("missing traits", _delete("agents.0.traits"), "agents[0].traits", "required field"),
     ("bad preset", _set("preset", "papr"), "preset", "'paper' or 'reference'"),
-    ("bad adapter", _set("agents.0.adapter", "../x"), "agents[0].adapter", "should match pattern"),
+    ("bad adapter", _set("agents.0.adapter", "../x"), "agents[0].adapter", "invalid adapter name"),
+    ("base adapter", _set("agents.0.adapter", "base"), "agents[0].adapter", "reserved for the base"),
+    ("long adapter", _set("agents.0.adapter", "a" * 129), "agents[0].adapter", "invalid adapter"),
     (
         "broad strokes min > max",
         _set("settings.planning", {"broad_strokes_min": 9, "broad_strokes_max": 6}),
