@@ -185,7 +185,12 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("missing traits", _delete("agents.0.traits"), "agents[0].traits", "required field"),
     ("bad preset", _set("preset", "papr"), "preset", "'paper' or 'reference'"),
     ("bad adapter", _set("agents.0.adapter", "../x"), "agents[0].adapter", "invalid adapter name"),
-    ("base adapter", _set("agents.0.adapter", "base"), "agents[0].adapter", "reserved for the base"),
+    (
+        "base adapter",
+        _set("agents.0.adapter", "base"),
+        "agents[0].adapter",
+        "reserved for the base",
+    ),
     ("long adapter", _set("agents.0.adapter", "a" * 129), "agents[0].adapter", "invalid adapter"),
     (
         "broad strokes min > max",
