@@ -46,6 +46,7 @@ from actors.mind.settings import MindSettings
 from serving.embedding import Embedder
 from serving.llm import LLM
 from serving.wrappers.accounting import AccountingLLM
+from serving.wrappers.retry import RetryLLM
 from serving.wrappers.serial import SerialLLM
 
 T = TypeVar("T")
@@ -82,9 +83,13 @@ class AgentHost:
     ) -> None:
         self._baseline_rss_mb = _rss_mb()  # before any agent is built (see :meth:`usage`)
         if llm is None or embedder is None:
-            from serving.clients import ServeEmbedder, ServeLLM
+            from serving.clients import ServeEmbedder, ServeLLM, transport_errors
 
-            llm = llm or ServeLLM()
+            # the service's transport failing (a replica restarting, a full queue) is retried;
+            # a long answer is not cut by a timeout, and failed rows are the mind's to handle
+            llm = llm or RetryLLM(
+                ServeLLM(), timeout_s=None, retry_row_errors=False, retry_on=transport_errors()
+            )
             embedder = embedder or ServeEmbedder()
         if store is None:
             from actors.qdrant import open_qdrant_store

@@ -281,7 +281,7 @@ def train_adapter(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from serving.tiny_model import resolve_model
+    from serving.model_names import resolve_model
 
     data, out = Path(data_dir).expanduser(), Path(out_dir).expanduser()
     prompted = data / PROMPTED_FILE

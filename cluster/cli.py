@@ -81,7 +81,7 @@ def _check_model(config) -> None:
     missing or damaged smollm2 source file (``ModelNotFoundError``, ``ModelSourceError``: both
     ``LLMError``, which :func:`main` prints as one line with exit code 2; a damaged file leaves
     the cache as it was). ``run`` checks the same in ``cluster.run.check_engine``."""
-    from serving.tiny_model import resolve_model
+    from serving.model_names import resolve_model
 
     if config.engine != "openai":
         resolve_model(config.model, config.adapters)  # smollm2: converted here, once (logged)

@@ -147,7 +147,7 @@ def _free_port() -> int:
 def check_engine(config: EngineConfig, fresh: bool, scenario: Scenario | None = None) -> None:
     """Fails before anything starts on a missing model, adapter or replay file, an adapter
     trained on another base model, or a scenario agent whose adapter is not served."""
-    from serving.tiny_model import resolve_model
+    from serving.model_names import resolve_model
 
     if config.engine != "openai":
         _, served = resolve_model(config.model, config.adapters)

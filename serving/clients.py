@@ -23,6 +23,16 @@ def _unwrapped(exc: Exception) -> Exception:
     return cause if isinstance(cause, LLMError) else exc
 
 
+def transport_errors() -> tuple[type[Exception], ...]:
+    """What a call of a Serve deployment raises when the transport failed, not the call: a
+    replica gone or unreachable, a full queue. Worth retrying (``RetryLLM``); the service's own
+    refusals (``LLMError``) and failures are not."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError
+
+    return (RayActorError, BackPressureError, ConnectionError)
+
+
 def _handle(deployment: str, app: str) -> Any:
     from ray import serve
 

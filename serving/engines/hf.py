@@ -34,8 +34,8 @@ from serving.cpu_threads import set_cpu_threads
 from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.engines.scheduler import Scheduler, SchedulerLimits
 from serving.llm import ModelInfo
+from serving.model_names import resolve_model
 from serving.seeds import derive_seed
-from serving.tiny_model import resolve_model
 from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
 
 MB = 1 << 20

@@ -253,7 +253,7 @@ class VLLMEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from serving.tiny_model import resolve_model
+        from serving.model_names import resolve_model
 
         path, adapters = resolve_model(self.config.model, self.config.adapters)
         tokenizer = AutoTokenizer.from_pretrained(path)

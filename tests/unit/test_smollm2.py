@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cluster.cli import main
+from serving.model_names import resolve_model
 from serving.smollm2 import (
     GGUF_ENV,
     GGUF_SHA256,
@@ -34,7 +35,6 @@ from serving.smollm2 import (
     smollm2_dir,
     source_gguf,
 )
-from serving.tiny_model import resolve_model
 from serving.types import ModelNotFoundError
 from tests.schemas import IMPORTANCE
 

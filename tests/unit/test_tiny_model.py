@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from serving.tiny_model import build_tiny_model, resolve_model
+from serving.model_names import resolve_model
+from serving.tiny_model import build_tiny_model
 from serving.types import ModelNotFoundError
 
 

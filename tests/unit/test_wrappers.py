@@ -204,6 +204,31 @@ async def test_exceptions_outside_retry_on_propagate_at_once() -> None:
     assert flaky.calls == 1
 
 
+async def test_the_hosts_retry_transport_failures_of_the_service_only() -> None:
+    from ray.exceptions import ActorDiedError
+
+    from serving.clients import transport_errors
+
+    def hosts_retry(inner: LLM) -> RetryLLM:  # as actors.host.AgentHost wraps the Serve client
+        return RetryLLM(
+            inner,
+            timeout_s=None,
+            retry_row_errors=False,
+            retry_on=transport_errors(),
+            sleep=SleepRecorder(),
+        )
+
+    flaky = Flaky(ScriptedLLM(lambda r: "ok"), failures=1, exc=ActorDiedError())
+    [result] = await hosts_retry(flaky).generate([prompt("a")])
+    assert result.text == "ok" and flaky.calls == 2  # the replica was gone: sent again
+    broken = Flaky(ScriptedLLM(lambda r: "ok"), failures=1, exc=RuntimeError("engine bug"))
+    with pytest.raises(RuntimeError, match="engine bug"):
+        await hosts_retry(broken).generate([prompt("a")])
+    counting = Counting(ScriptedLLM(fails_first_times(1)))
+    [row] = await hosts_retry(counting).generate([prompt("bad 1")])
+    assert not row.ok and len(counting.batches) == 1  # a failed row is the mind's to handle
+
+
 async def test_backoff_doubles_up_to_its_cap_and_jitter_follows_the_seed() -> None:
     sleep = SleepRecorder()
     llm = RetryLLM(
