@@ -181,7 +181,7 @@ class AgentHost:
         )
 
     def _written(self, name: str) -> tuple[Written, ...]:
-        return tuple(Written(k, text) for k, text in self.agents[name].memory.drain_journal())
+        return tuple(Written(k, text) for k, text in self.agents[name].memory.drain_written())
 
     async def drain_written(self) -> WrittenByAgent:
         written = {n: self._written(n) for n in self.agents}
@@ -200,7 +200,7 @@ class AgentHost:
 
         await self._each(list(memories), one)
         for name in memories:  # starting memories, not events of a step
-            self.agents[name].memory.drain_journal()
+            self.agents[name].memory.drain_written()
         self._reported = (self.accounting.requests_total, self.accounting.tokens_total)
 
     async def converse(
@@ -249,7 +249,7 @@ class AgentHost:
             answer, used = await agent.interview(question, now)
         return InterviewAnswer(name, question, answer, tuple(used))
 
-    async def drain(self) -> HostRows:
+    async def drain_rows(self) -> HostRows:
         calls = self.accounting.rows()
         self.accounting.clear()
         for name in self.agents:  # retrievals outside a step (an interview) have no step
@@ -282,7 +282,7 @@ class AgentHost:
             vectors = np.frombuffer(saved.vectors, dtype=np.float32)
             await self.store.add(list(saved.records), vectors.reshape(len(saved.records), -1))
         for agent in self.agents.values():  # what was written belongs to a discarded future
-            agent.memory.drain_journal()
+            agent.memory.drain_written()
 
     async def get_state(self) -> dict[str, AgentState]:
         return {n: a.get_state() for n, a in self.agents.items()}

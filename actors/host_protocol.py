@@ -93,7 +93,7 @@ class Host(Protocol):
         """``name`` answers ``question`` in character."""
         ...
 
-    async def drain(self) -> HostRows:
+    async def drain_rows(self) -> HostRows:
         """The model calls and retrieval traces since the last drain (then forgotten here)."""
         ...
 

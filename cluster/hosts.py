@@ -117,8 +117,8 @@ class RemoteHost:
     async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
         return await self._result(self.actor.interview.remote(name, question, now))
 
-    async def drain(self) -> HostRows:
-        return await self._result(self.actor.drain.remote())
+    async def drain_rows(self) -> HostRows:
+        return await self._result(self.actor.drain_rows.remote())
 
     async def export_memories(self) -> dict[str, MemoryExport]:
         return await self._result(self.actor.export_memories.remote())

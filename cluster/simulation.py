@@ -353,7 +353,7 @@ class Simulation:
         """Every agent's state and memory (with vectors), and the hosts' rows since the last."""
         states = await self._gather([h.host.get_state() for h in self.hosts])
         memories = await self._gather([h.host.export_memories() for h in self.hosts])
-        drained = await self._gather([h.host.drain() for h in self.hosts])
+        drained = await self._gather([h.host.drain_rows() for h in self.hosts])
         for rows in drained:
             self.tables.add("llm_calls", list(rows.llm_calls))
             self.tables.add("retrievals", list(rows.retrievals))

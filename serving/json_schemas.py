@@ -92,7 +92,7 @@ def question(max_chars: int = 160) -> dict[str, Any]:
     return sentence(max_chars, ends="?", chars=WORD_CHARS)
 
 
-def hhmm() -> dict[str, Any]:
+def hhmm_string() -> dict[str, Any]:
     """A time of day, HH:MM (24 h)."""
     return {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
 

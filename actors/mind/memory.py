@@ -97,7 +97,7 @@ class Memory:
         self.journal.extend((r.kind, r.description) for r in records)
         return list(records)
 
-    def drain_journal(self) -> list[tuple[str, str]]:
+    def drain_written(self) -> list[tuple[str, str]]:
         """(kind, description) of every record written since the last drain."""
         journal, self.journal = self.journal, []
         return journal

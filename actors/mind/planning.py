@@ -36,7 +36,7 @@ PURPOSE_DECOMPOSE = "plan_decompose"
 PURPOSE_REVISE = "plan_revise"
 
 
-def hhmm(minute: int) -> str:
+def format_hhmm(minute: int) -> str:
     """Minutes from midnight as HH:MM (1440 is written 24:00)."""
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
@@ -127,13 +127,13 @@ class DayPlan:
         strokes = ", ".join(
             f"{i}) {s.strip().rstrip('.')}" for i, s in enumerate(self.broad_strokes, 1)
         )
-        text = f"This is {name}'s plan for {day}: wake up at {hhmm(self.wake_hour * 60)}"
+        text = f"This is {name}'s plan for {day}: wake up at {format_hhmm(self.wake_hour * 60)}"
         return f"{text}, {strokes}." if strokes else f"{text}."
 
     def schedule_text(self, start: int = 0, end: int = DAY_MINUTES) -> str:
         """The entries overlapping [start, end) as lines ``HH:MM-HH:MM activity (location)``."""
         return "\n".join(
-            f"{hhmm(e.start)}-{hhmm(e.end)} {e.activity} ({e.location})"
+            f"{format_hhmm(e.start)}-{format_hhmm(e.end)} {e.activity} ({e.location})"
             for e in self.entries
             if e.end > start and e.start < end
         )
@@ -152,7 +152,9 @@ def outline(plan: DayPlan, start: int = 0, end: int = DAY_MINUTES) -> str:
                 lines[-1] = (first, e.end, activity, location)
                 continue
         lines.append((e.start, e.end, activity, e.location))
-    return "\n".join(f"{hhmm(a)}-{hhmm(b)} {what} ({where})" for a, b, what, where in lines)
+    return "\n".join(
+        f"{format_hhmm(a)}-{format_hhmm(b)} {what} ({where})" for a, b, what, where in lines
+    )
 
 
 def _day_text(day: date) -> str:
@@ -325,9 +327,9 @@ async def plan_day(
         {
             "persona": system,
             "date": day_text,
-            "wake": hhmm(wake_hour * 60),
+            "wake": format_hhmm(wake_hour * 60),
             "strokes": "\n".join(f"{i}) {s}" for i, s in enumerate(strokes, 1)),
-            "hours": ", ".join(hhmm(h * 60) for h in range(wake_hour, 24)),
+            "hours": ", ".join(format_hhmm(h * 60) for h in range(wake_hour, 24)),
             "count": waking,
         },
         schemas.array(
@@ -421,12 +423,13 @@ async def decompose(
                     "date": day_text,
                     "activity": e.activity,
                     "location": e.location,
-                    "start": hhmm(e.start),
-                    "end": hhmm(e.end),
+                    "start": format_hhmm(e.start),
+                    "end": format_hhmm(e.end),
                     "minutes": e.duration,
                     "count": len(durations),
                     "slots": ", ".join(
-                        f"{hhmm(a)}-{hhmm(a + d)}" for a, d in zip(starts, durations, strict=True)
+                        f"{format_hhmm(a)}-{format_hhmm(a + d)}"
+                        for a, d in zip(starts, durations, strict=True)
                     ),
                     "schedule": outline(plan, e.start - 120, e.end + 120),
                 },
@@ -484,7 +487,7 @@ async def replan(
         {
             "persona": persona_block(persona),
             "date": _day_text(plan.date),
-            "now": hhmm(now),
+            "now": format_hhmm(now),
             "reason": reason.strip() or "something happened",
             "so_far": outline(plan, max(0, now - 180), now) or "nothing yet",
             "old_rest": outline(plan, now, DAY_MINUTES),

@@ -50,7 +50,7 @@ async def test_a_ray_host_steps_its_agents_through_the_services(services: Servic
 
     reply = await host.interview("Ayesha Khan", "Who did you see?", start)
     assert reply.agent == "Ayesha Khan" and isinstance(reply.answer, str)
-    drained = await host.drain()
+    drained = await host.drain_rows()
     calls, traces = drained.llm_calls, drained.retrievals
     assert {r["agent"] for r in calls} == {p.name for p in PERSONAS}
     assert 0 in {r["step"] for r in calls} and {r["step"] for r in calls} <= {0, 1, 2, 3, None}

@@ -139,7 +139,7 @@ async def test_drain_returns_calls_and_retrievals_then_empties() -> None:
     host, _, _ = make_host()
     await run(host, range(3))
     await host.interview(ISABELLA, "Who did you see?", at(3))
-    drained = await host.drain()
+    drained = await host.drain_rows()
     assert drained.llm_calls and drained.retrievals
     assert {r["agent"] for r in drained.retrievals} <= {ISABELLA, KLAUS}
     assert any(r["agent"] == ISABELLA for r in drained.retrievals)
@@ -147,7 +147,7 @@ async def test_drain_returns_calls_and_retrievals_then_empties() -> None:
         drained.retrievals[0]
     )
     assert msgpack.unpackb(msgpack.packb(drained.retrievals)) == list(drained.retrievals)
-    assert await host.drain() == HostRows((), ())
+    assert await host.drain_rows() == HostRows((), ())
 
 
 async def test_a_conversation_through_the_host() -> None:
