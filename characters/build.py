@@ -14,18 +14,18 @@ layout) and ``build.json`` (the summary).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from characters.data import Scene, write_prompted, write_scenes
 from characters.examples import to_prompted
-from characters.profile import Profile, ProfileError, load_profile
+from characters.profile import Profile, load_profile
 from characters.protective import parse_protective, protective_request
 from characters.sampling import scene_prompts
 from characters.scenes import (
@@ -36,6 +36,7 @@ from characters.scenes import (
     script_text,
 )
 from characters.script_parser import parse_script
+from serving.config import EngineName
 from serving.files import write_text_atomic
 from serving.llm import LLM
 from serving.types import LLMError, LLMRequest, LLMResult
@@ -207,23 +208,37 @@ async def build_character(
     return summary
 
 
-def run_build(args: argparse.Namespace) -> int:
-    """The CLI command: the generator is served in-process by :class:`serving.server.LLMServer`,
-    the same server class the Serve deployment runs."""
+@dataclass(frozen=True)
+class BuildOptions:
+    """``simulacra character build``: a profile, the generator model and how to ask it."""
+
+    profile: Path
+    generator: str
+    out: Path
+    engine: EngineName = "hf"
+    base_url: str | None = None
+    api_key: str | None = None
+    scenes_per_chunk: int = 20
+    prompts: int = 100
+    concurrency: int = 32
+    max_tokens: int = 2048
+    seed: int = 0
+
+
+def run_build(options: BuildOptions) -> tuple[Profile, dict[str, Any]]:
+    """The command: the generator is served in-process by :class:`serving.server.LLMServer`,
+    the same server class the Serve deployment runs. Returns the profile and the build's
+    summary; a bad profile raises :class:`ProfileError` before any model loads."""
     from serving.config import EngineConfig
     from serving.server import LLMServer
 
-    try:
-        profile = load_profile(args.profile)
-    except ProfileError as exc:
-        print(f"error: {exc}")
-        return 2
+    profile = load_profile(options.profile)
     config = EngineConfig(
-        engine=args.engine,
-        model=args.generator,
-        base_url=args.base_url,
-        api_key=args.upstream_api_key,
-        seed=args.seed,
+        engine=options.engine,
+        model=options.generator,
+        base_url=options.base_url,
+        api_key=options.api_key,
+        seed=options.seed,
     )
     server = LLMServer(config)
     server.start()
@@ -231,20 +246,13 @@ def run_build(args: argparse.Namespace) -> int:
         build_character(
             profile,
             server,
-            args.out,
-            scenes_per_chunk=args.scenes_per_chunk,
-            prompts=args.prompts,
-            seed=args.seed,
-            concurrency=args.concurrency,
-            max_tokens=getattr(args, "max_tokens", 2048),
-            generator=args.generator,
+            options.out,
+            scenes_per_chunk=options.scenes_per_chunk,
+            prompts=options.prompts,
+            seed=options.seed,
+            concurrency=options.concurrency,
+            max_tokens=options.max_tokens,
+            generator=options.generator,
         )
     )
-    counts = summary["counts"]
-    print(
-        f"{profile.name}: {counts['parsed']} scenes and {counts['protective']} protective "
-        f"experiences from {counts['raw_scenes']} raw scenes "
-        f"({counts['dropped']} dropped, {summary['failed_generations']} failed generations) "
-        f"-> {args.out}"
-    )
-    return 0
+    return profile, summary

@@ -1,40 +1,103 @@
 """``simulacra character ...``: the commands of the Character-LLM pipeline.
 
 Each command's work lives in its own module (``build``, ``importer``, ``train``, ``evaluate``),
-imported only when the command runs.
+imported only when the command runs, with typed options; they print nothing. Here the flags
+become those options and the results lines on stdout; their errors reach ``simulacra``'s one
+handler (a line on stderr, exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from serving.config import ENGINE_NAMES
 
 
 def _build(args: argparse.Namespace) -> int:
-    from characters.build import run_build
+    from characters.build import BuildOptions, run_build
 
-    return run_build(args)
+    options = BuildOptions(
+        profile=Path(args.profile),
+        generator=args.generator,
+        out=Path(args.out),
+        engine=args.engine,
+        base_url=args.base_url,
+        api_key=args.upstream_api_key,
+        scenes_per_chunk=args.scenes_per_chunk,
+        prompts=args.prompts,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+    profile, summary = run_build(options)
+    counts = summary["counts"]
+    print(
+        f"{profile.name}: {counts['parsed']} scenes and {counts['protective']} protective "
+        f"experiences from {counts['raw_scenes']} raw scenes "
+        f"({counts['dropped']} dropped, {summary['failed_generations']} failed generations) "
+        f"-> {args.out}"
+    )
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from characters.importer import run_import
+    from characters.importer import import_data
 
-    return run_import(args)
+    summary = import_data(args.path, args.out, name=args.name)
+    counts = summary["counts"]
+    who = summary["character"] or "unnamed character"
+    print(
+        f"imported {counts['records']} records for {who} ({counts['prompted']} prompted, "
+        f"{counts['scenes']} scenes) from {len(summary['sources'])} file(s) into {args.out}"
+    )
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from characters.train import run_train
+    from characters.train import train_adapter
 
-    return run_train(args)
+    card = train_adapter(
+        args.data,
+        args.base,
+        args.out,
+        rank=args.rank,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+    eval_loss = card["final_eval_loss"]
+    shown = "n/a" if eval_loss is None else f"{eval_loss:.4f}"
+    print(
+        f"trained {args.out} on {card['data']['train']} records ({card['steps']} steps): "
+        f"train loss {card['final_train_loss']:.4f}, eval loss {shown}"
+    )
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from characters.evaluate import run_eval
+    from characters.evaluate import EvalOptions, format_summary, run_eval
 
-    return run_eval(args)
+    options = EvalOptions(
+        adapter=Path(args.adapter),
+        base=args.base,
+        judge=args.judge,
+        questions=Path(args.questions),
+        profile=None if args.profile is None else Path(args.profile),
+        out=Path(args.out),
+        multi_turn=args.multi_turn,
+        seed=args.seed,
+    )
+    character, adapter, rows, summary = run_eval(options)
+    print(f"{character} ({adapter}): {rows} judged rows -> {args.out}")
+    print(format_summary(summary))
+    return 0
 
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", choices=["hf", "vllm", "openai"], default="hf")
+    p.add_argument("--engine", choices=ENGINE_NAMES, default="hf")
     p.add_argument("--base-url", default=None, help="the OpenAI-compatible server (openai)")
     p.add_argument("--upstream-api-key", default=None, help="key for --base-url")
 

@@ -13,14 +13,13 @@ question or dialogue, and dimension) and ``summary.json`` atomically into ``--ou
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from characters.judge import (
     parse_judgement,
 )
 from characters.probes import PROBES
-from characters.profile import Profile, ProfileError, load_profile
+from characters.profile import Profile, load_profile
 from characters.templates import render
 from serving.json_schemas import answer_tokens, sentence
 from serving.llm import LLM
@@ -416,36 +415,54 @@ def make_server(model: str, adapters: dict[str, str] | None = None) -> LLM:
     return server
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+class EvalInputError(ValueError):
+    """Bad input to ``character eval`` (found before any model loads)."""
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    """``simulacra character eval``: returns the exit status (2 for a usage error)."""
+@dataclass(frozen=True)
+class EvalOptions:
+    """``simulacra character eval``: the adapter, its base, the judge and the questions."""
+
+    adapter: Path
+    base: str
+    judge: str
+    questions: Path
+    profile: Path | None
+    out: Path
+    multi_turn: int = 0
+    seed: int = 0
+
+
+def run_eval(options: EvalOptions) -> tuple[str, str, int, dict[str, Any]]:
+    """The command: interviews, judges and writes the tables. Returns the character's name,
+    the adapter's, the number of judged rows and the summary.
+
+    Raises:
+        EvalInputError, ProfileError, QuestionsError: bad input, before any model loads (and
+            nothing is written).
+    """
     import asyncio
 
-    if args.profile is None:
-        return _error("the judge needs the character's profile: pass --profile")
-    if args.multi_turn < 0:
-        return _error(f"--multi-turn must be >= 0, not {args.multi_turn}")
-    try:
-        profile = load_profile(args.profile)
-        questions = read_questions(args.questions)
-    except (ProfileError, QuestionsError) as exc:
-        return _error(str(exc))
-    adapter = Path(args.adapter)
+    if options.profile is None:
+        raise EvalInputError("the judge needs the character's profile: pass --profile")
+    if options.multi_turn < 0:
+        raise EvalInputError(f"--multi-turn must be >= 0, not {options.multi_turn}")
+    profile = load_profile(options.profile)
+    questions = read_questions(options.questions)
+    adapter = options.adapter
     if not (adapter / "adapter_config.json").is_file():
-        return _error(f"{adapter}: not an adapter folder (no adapter_config.json)")
+        raise EvalInputError(f"{adapter}: not an adapter folder (no adapter_config.json)")
     name = adapter.resolve().name
-    problem = adapter_base_error(str(adapter), args.base)
+    problem = adapter_base_error(str(adapter), options.base)
     if problem is not None:
-        return _error(f"adapter {name!r} cannot be used with base {args.base!r}: {problem}")
+        raise EvalInputError(
+            f"adapter {name!r} cannot be used with base {options.base!r}: {problem}"
+        )
     try:
-        llm = make_server(args.base, {name: str(adapter)})
+        llm = make_server(options.base, {name: str(adapter)})
     except ValueError as exc:  # a name the service refuses, a bad config
-        return _error(f"adapter {name!r}: {exc}")
-    judge_llm = llm if args.judge == args.base else make_server(args.judge)
+        raise EvalInputError(f"adapter {name!r}: {exc}") from None
+    judge_llm = llm if options.judge == options.base else make_server(options.judge)
     rows, summary = asyncio.run(
         evaluate(
             llm,
@@ -454,11 +471,9 @@ def run_eval(args: argparse.Namespace) -> int:
             profile,
             questions,
             name,
-            multi_turn=args.multi_turn,
-            seed=args.seed,
+            multi_turn=options.multi_turn,
+            seed=options.seed,
         )
     )
-    write_outputs(args.out, rows, summary)
-    print(f"{profile.name} ({name}): {len(rows)} judged rows -> {args.out}")
-    print(format_summary(summary))
-    return 0
+    write_outputs(options.out, rows, summary)
+    return profile.name, name, len(rows), summary

@@ -19,7 +19,6 @@ first; the files are then written atomically, ``import.json`` last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -185,14 +184,3 @@ def import_data(
         (out / GENERATED_FILE).unlink(missing_ok=True)  # a previous import's
     write_text_atomic(out / IMPORT_FILE, json.dumps(summary, ensure_ascii=False, indent=1))
     return summary
-
-
-def run_import(args: argparse.Namespace) -> int:
-    summary = import_data(args.path, args.out, name=args.name)
-    counts = summary["counts"]
-    who = summary["character"] or "unnamed character"
-    print(
-        f"imported {counts['records']} records for {who} ({counts['prompted']} prompted, "
-        f"{counts['scenes']} scenes) from {len(summary['sources'])} file(s) into {args.out}"
-    )
-    return 0

@@ -17,7 +17,6 @@ temporary folder beside ``out_dir`` and renamed into place at the end.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -369,27 +368,6 @@ def train_adapter(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return card
-
-
-def run_train(args: argparse.Namespace) -> int:
-    card = train_adapter(
-        args.data,
-        args.base,
-        args.out,
-        rank=args.rank,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        seed=args.seed,
-    )
-    eval_loss = card["final_eval_loss"]
-    shown = "n/a" if eval_loss is None else f"{eval_loss:.4f}"
-    print(
-        f"trained {args.out} on {card['data']['train']} records ({card['steps']} steps): "
-        f"train loss {card['final_train_loss']:.4f}, eval loss {shown}"
-    )
-    return 0
 
 
 # -- adapters and their base ------------------------------------------------------------------

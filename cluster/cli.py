@@ -11,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from serving.config import ENGINE_NAMES
+
 EXIT_BAD_INPUT = 2
 
 MODEL_HELP = (
@@ -254,7 +256,7 @@ def _cmd_import_ga(args: argparse.Namespace) -> int:
 
 
 def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
-    p.add_argument("--engine", choices=["hf", "vllm", "openai"], default=None)
+    p.add_argument("--engine", choices=ENGINE_NAMES, default=None)
     p.add_argument("--model", default=None, help="the run's own model" if resume else MODEL_HELP)
     p.add_argument(
         "--adapter", action="append", metavar="NAME=PATH", help="serve a LoRA adapter (repeat)"
@@ -295,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MODEL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    srv.add_argument("--engine", choices=["hf", "vllm", "openai"], default="hf")
+    srv.add_argument("--engine", choices=ENGINE_NAMES, default="hf")
     srv.add_argument("--model", default="smollm2", help=MODEL_HELP)
     srv.add_argument(
         "--adapter", action="append", metavar="NAME=PATH", help="a peft LoRA adapter (repeat)"
@@ -377,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _optional_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input from the scenario tools."""
     from characters.data import DataError
+    from characters.evaluate import EvalInputError, QuestionsError
     from characters.profile import ProfileError
     from characters.train import AdapterBaseError
     from scenarios.import_ga import GAImportError
@@ -389,6 +392,8 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
         ProfileError,
         DataError,
         AdapterBaseError,
+        EvalInputError,
+        QuestionsError,
     )
 
 

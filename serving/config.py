@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serving.adapters import check_adapter_name
 
 EngineName = Literal["hf", "vllm", "openai"]
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)  # the --engine choices of every command
 
 
 class EngineConfig(BaseModel):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from characters.build import RECORDING, build_character, run_build
+from characters.build import RECORDING, build_character
 from characters.data import read_prompted, read_scenes
 from characters.profile import ProfileError, parse_profile
 from serving.scripted import ScriptedLLM
@@ -150,26 +150,18 @@ def test_bad_profile_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_tiny_model_build_through_the_cli(tmp_path: Path, tiny_cache: Path) -> None:
-    import argparse
+def test_tiny_model_build_through_the_cli(
+    tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cluster.cli import main
 
     profile = PROFILES / "wiki_Socrates.txt"
     assert profile.exists(), profile
     out = tmp_path / "socrates"
-    args = argparse.Namespace(
-        profile=str(profile),
-        generator="tiny",
-        engine="hf",
-        base_url=None,
-        upstream_api_key=None,
-        scenes_per_chunk=2,
-        prompts=4,
-        concurrency=32,
-        seed=0,
-        out=str(out),
-        max_tokens=64,
-    )
-    assert run_build(args) == 0
+    flags = ["--generator", "tiny", "--scenes-per-chunk", "2", "--prompts", "4"]
+    flags += ["--max-tokens", "64", "--out", str(out)]
+    assert main(["character", "build", str(profile), *flags]) == 0
+    assert "scenes and" in capsys.readouterr().out
     summary = json.loads((out / "build.json").read_text())
     counts = summary["counts"]
     assert counts["prompts"] == 4 and counts["chunks"] > 4
@@ -188,5 +180,6 @@ def test_tiny_model_build_through_the_cli(tmp_path: Path, tiny_cache: Path) -> N
         assert len(records) == n and all(r["output"].endswith("<|eot|>") for r in records)
     else:
         assert (out / "prompted.jsonl").read_text() == ""
-    bad = argparse.Namespace(**{**vars(args), "profile": str(tmp_path / "missing.txt")})
-    assert run_build(bad) == 2
+    missing = str(tmp_path / "missing.txt")
+    assert main(["character", "build", missing, *flags]) == 2
+    assert "missing.txt" in capsys.readouterr().err

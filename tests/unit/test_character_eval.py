@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -223,13 +222,15 @@ def test_parquet_and_summary_written_and_read_back(tmp_path: Path):
     assert json.loads((out / "summary.json").read_text()) == summary
 
 
-def _args(tmp_path: Path, **kw: Any) -> argparse.Namespace:
+def _eval(tmp_path: Path, **kw: Any) -> int:
+    """``simulacra character eval`` with these flags (``profile=None``: without --profile)."""
+    from cluster.cli import main
+
     profile = tmp_path / "profile.md"
     profile.write_text(f"# {NAME}\n\n{NAME} was a clockmaker in Geneva.\n")
     questions = tmp_path / "questions.txt"
     questions.write_text("Where did you grow up?\nWhat is your work?\n")
-    base: dict[str, Any] = {
-        "adapter": str(tmp_path / "adapter"),
+    flags: dict[str, Any] = {
         "base": "tiny",
         "judge": "tiny",
         "questions": str(questions),
@@ -238,8 +239,13 @@ def _args(tmp_path: Path, **kw: Any) -> argparse.Namespace:
         "out": str(tmp_path / "out"),
         "seed": 0,
     }
-    base.update(kw)
-    return argparse.Namespace(**base)
+    adapter = kw.pop("adapter", str(tmp_path / "adapter"))
+    flags.update(kw)
+    argv = ["character", "eval", adapter]
+    for key, value in flags.items():
+        if value is not None:
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    return main(argv)
 
 
 @pytest.fixture
@@ -257,16 +263,16 @@ def alice(tmp_path: Path, tiny_cache: Path) -> Path:
 def test_run_eval_usage_errors_write_nothing(
     tmp_path: Path, alice: Path, capsys: pytest.CaptureFixture[str]
 ):
-    assert ev.run_eval(_args(tmp_path, adapter=str(alice), profile=None)) == 2
+    assert _eval(tmp_path, adapter=str(alice), profile=None) == 2
     assert "--profile" in capsys.readouterr().err
     empty = tmp_path / "empty.txt"
     empty.write_text("\n# nothing\n")
-    assert ev.run_eval(_args(tmp_path, adapter=str(alice), questions=str(empty))) == 2
+    assert _eval(tmp_path, adapter=str(alice), questions=str(empty)) == 2
     assert "no questions" in capsys.readouterr().err
-    assert ev.run_eval(_args(tmp_path, adapter=str(tmp_path / "nowhere"))) == 2
+    assert _eval(tmp_path, adapter=str(tmp_path / "nowhere")) == 2
     assert "not an adapter folder" in capsys.readouterr().err
     # an adapter used with a base it was not trained on
-    assert ev.run_eval(_args(tmp_path, adapter=str(alice), base=str(tmp_path))) == 2
+    assert _eval(tmp_path, adapter=str(alice), base=str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "adapter 'alice'" in err and "trained on 'tiny'" in err
     assert not (tmp_path / "out").exists()
@@ -277,7 +283,7 @@ def test_real_tiny_model_as_character_and_judge(
 ):
     monkeypatch.setattr(ev, "PROBES", PROBES[:2])  # keeps the run short
     start = time.perf_counter()
-    assert ev.run_eval(_args(tmp_path, adapter=str(alice))) == 0
+    assert _eval(tmp_path, adapter=str(alice)) == 0
     assert time.perf_counter() - start < 120
     rows = pq.read_table(tmp_path / "out" / "answers.parquet").to_pylist()
     assert len(rows) == 2 * (2 * len(DIMENSIONS) + 2)

@@ -1,6 +1,5 @@
 """Importing the released Character-LLM files: both layouts, by content, names, and refusals."""
 
-import argparse
 import json
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 
 from characters.data import DataError, read_prompted, read_scenes
 from characters.examples import to_prompted
-from characters.importer import import_data, name_from_filename, run_import
+from characters.importer import import_data, name_from_filename
 
 SCENE = {
     "setting": "Vienna, 1802",
@@ -138,8 +137,7 @@ def test_run_import_and_the_cli_exit_codes(tmp_path: Path, capsys: pytest.Captur
     from cluster.cli import main
 
     src = _write_generated(tmp_path / "wiki_Beethoven.json")
-    args = argparse.Namespace(path=str(src), out=str(tmp_path / "a"), name=None)
-    assert run_import(args) == 0
+    assert main(["character", "import", str(src), "--out", str(tmp_path / "a")]) == 0
     assert "2 records for Beethoven" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text('{"no": "layout"}')
