@@ -36,7 +36,7 @@ from characters.scenes import (
     script_text,
 )
 from characters.script_parser import parse_script
-from serving.config import EngineName
+from serving.config import EngineConfig
 from serving.files import write_text_atomic
 from serving.llm import LLM
 from serving.types import LLMError, LLMRequest, LLMResult
@@ -213,11 +213,8 @@ class BuildOptions:
     """``simulacra character build``: a profile, the generator model and how to ask it."""
 
     profile: Path
-    generator: str
+    generator: EngineConfig  # the generator model and its engine
     out: Path
-    engine: EngineName = "hf"
-    base_url: str | None = None
-    api_key: str | None = None
     scenes_per_chunk: int = 20
     prompts: int = 100
     concurrency: int = 32
@@ -229,18 +226,10 @@ def run_build(options: BuildOptions) -> tuple[Profile, dict[str, Any]]:
     """The command: the generator is served in-process by :class:`serving.server.LLMServer`,
     the same server class the Serve deployment runs. Returns the profile and the build's
     summary; a bad profile raises :class:`ProfileError` before any model loads."""
-    from serving.config import EngineConfig
     from serving.server import LLMServer
 
     profile = load_profile(options.profile)
-    config = EngineConfig(
-        engine=options.engine,
-        model=options.generator,
-        base_url=options.base_url,
-        api_key=options.api_key,
-        seed=options.seed,
-    )
-    server = LLMServer(config)
+    server = LLMServer(options.generator.model_copy(update={"seed": options.seed}))
     server.start()
     summary = asyncio.run(
         build_character(
@@ -252,7 +241,7 @@ def run_build(options: BuildOptions) -> tuple[Profile, dict[str, Any]]:
             seed=options.seed,
             concurrency=options.concurrency,
             max_tokens=options.max_tokens,
-            generator=options.generator,
+            generator=options.generator.model,
         )
     )
     return profile, summary

@@ -11,19 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from serving.config import ENGINE_NAMES
+from serving.config import ENGINE_NAMES, EngineConfig, engine_fields
 
 
 def _build(args: argparse.Namespace) -> int:
     from characters.build import BuildOptions, run_build
 
+    generator = EngineConfig(**engine_fields({**vars(args), "model": args.generator}))
     options = BuildOptions(
         profile=Path(args.profile),
-        generator=args.generator,
+        generator=generator,
         out=Path(args.out),
-        engine=args.engine,
-        base_url=args.base_url,
-        api_key=args.upstream_api_key,
         scenes_per_chunk=args.scenes_per_chunk,
         prompts=args.prompts,
         concurrency=args.concurrency,

@@ -48,7 +48,7 @@ def _engine_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from serving.adapters import parse_adapter_spec
-    from serving.config import EngineConfig
+    from serving.config import EngineConfig, EngineFlagsError, engine_fields
 
     adapters: dict[str, str] = {}
     for spec in args.adapter or []:
@@ -59,18 +59,11 @@ def _engine_config(args: argparse.Namespace):
         if name in adapters:
             raise UsageError(f"--adapter {name!r} is given twice")
         adapters[name] = path
-    if args.engine == "openai" and not args.base_url:
-        raise UsageError("--engine openai needs --base-url (the OpenAI-compatible server)")
     try:
-        return EngineConfig(
-            engine=args.engine,
-            model=args.model,
-            adapters=adapters,
-            max_batch_size=args.max_batch_size,
-            base_url=args.base_url,
-            api_key=args.upstream_api_key,
-            seed=args.seed,
-        )
+        fields = engine_fields(vars(args))
+        return EngineConfig(adapters=adapters, max_batch_size=args.max_batch_size, **fields)
+    except EngineFlagsError as exc:
+        raise UsageError(str(exc)) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -132,22 +125,17 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
     from pydantic import ValidationError
 
     from cluster.run import RunOptions
+    from serving.config import ENGINE_FLAGS, EngineFlagsError, engine_fields
 
     if args.record and args.replay:
         raise UsageError("give --record or --replay, not both")
     data: dict = dict(base or {})
     engine = dict(data.get("engine") or {})
-    for key, field in (
-        ("engine", "engine"),
-        ("model", "model"),
-        ("base_url", "base_url"),
-        ("upstream_api_key", "api_key"),
-    ):
-        value = getattr(args, key, None)
-        if value is not None:
-            engine[field] = value
-    if engine.get("engine") == "openai" and not engine.get("base_url"):
-        raise UsageError("--engine openai needs --base-url (the OpenAI-compatible server)")
+    try:
+        engine.update(engine_fields(vars(args)))
+        engine_fields({k: engine.get(f) for k, f in ENGINE_FLAGS.items()})  # checked together
+    except EngineFlagsError as exc:
+        raise UsageError(str(exc)) from None
     if getattr(args, "adapter", None):
         from serving.adapters import parse_adapter_spec
 
@@ -163,8 +151,7 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
         value = getattr(args, key, None)
         if value is not None:  # a resumed run may switch between recording and replaying
             engine[key], engine[other] = str(Path(value).resolve()), None
-    if getattr(args, "seed", None) is not None:
-        engine["seed"] = args.seed
+    if getattr(args, "seed", None) is not None:  # the run's seed, which its engine's follows
         data["seed"] = args.seed
     data["engine"] = engine
     if getattr(args, "until", None):
@@ -384,6 +371,7 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
     from characters.train import AdapterBaseError
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
+    from serving.config import EngineFlagsError
 
     return (
         ScenarioError,
@@ -394,6 +382,7 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
         AdapterBaseError,
         EvalInputError,
         QuestionsError,
+        EngineFlagsError,
     )
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.mind.settings import MindSettings
 from cluster.checkpoints import checkpoint_steps, prune_after, read_checkpoint
@@ -61,6 +61,20 @@ class RunOptions(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1)
     sequential: bool = False
     progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed(cls, data: Any) -> Any:
+        """The run has one seed; its engine's is that one."""
+        if isinstance(data, dict):
+            seed = data.get("seed", 0)
+            engine = data.get("engine", EngineConfig())
+            if isinstance(engine, EngineConfig):
+                engine = engine.model_copy(update={"seed": seed})
+            elif isinstance(engine, dict):
+                engine = {**engine, "seed": seed}
+            data = {**data, "engine": engine}
+        return data
 
 
 def public_options(options: RunOptions) -> dict[str, Any]:

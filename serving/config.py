@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -61,3 +62,28 @@ class EngineConfig(BaseModel):
         for name in adapters:
             check_adapter_name(name)
         return adapters
+
+
+ENGINE_FLAGS: dict[str, str] = {
+    "engine": "engine",
+    "model": "model",
+    "base_url": "base_url",
+    "upstream_api_key": "api_key",
+    "seed": "seed",
+}
+"""Every command's engine flags (``--engine``, ``--model``, ``--base-url``,
+``--upstream-api-key``, ``--seed``) and the :class:`EngineConfig` field each sets."""
+
+
+class EngineFlagsError(ValueError):
+    """Engine flags that cannot go together."""
+
+
+def engine_fields(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`EngineConfig` fields set by the engine flags given (not None) in ``flags``
+    (argparse's names, as :data:`ENGINE_FLAGS`). Raises :class:`EngineFlagsError` for
+    ``--engine openai`` without ``--base-url``."""
+    fields = {f: flags[k] for k, f in ENGINE_FLAGS.items() if flags.get(k) is not None}
+    if fields.get("engine") == "openai" and not fields.get("base_url"):
+        raise EngineFlagsError("--engine openai needs --base-url (the OpenAI-compatible server)")
+    return fields

@@ -90,3 +90,32 @@ def test_a_run_whose_agent_names_an_unserved_adapter_fails_first(tmp_path, capsy
     err = capsys.readouterr().err
     assert "hermione" in err and agents[0].name in err and "alice" in err
     assert not out.exists()
+
+
+def test_a_run_has_one_seed_and_its_engine_follows_it() -> None:
+    from cluster.run import RunOptions
+    from serving.config import EngineConfig
+
+    assert RunOptions(seed=7).engine.seed == 7
+    assert RunOptions(seed=7, engine=EngineConfig(model="tiny", seed=3)).engine.seed == 7
+    data = {"seed": 5, "engine": {"model": "tiny", "seed": 1}}
+    assert RunOptions.model_validate(data).engine.seed == 5  # a manifest's, read back
+
+
+def test_every_command_maps_the_engine_flags_alike(capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.config import engine_fields
+
+    flags = {"engine": "openai", "model": "m", "base_url": "http://127.0.0.1:9", "seed": 2}
+    assert engine_fields({**flags, "upstream_api_key": "k", "other": 1}) == {
+        "engine": "openai",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9",
+        "api_key": "k",
+        "seed": 2,
+    }
+    for argv in (
+        ["character", "build", "p.md", "--generator", "m", "--engine", "openai", "--out", "o"],
+        ["serve", "--engine", "openai"],
+    ):
+        assert main(argv) == 2
+        assert "--engine openai needs --base-url" in capsys.readouterr().err
