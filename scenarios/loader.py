@@ -84,8 +84,7 @@ def parse_scenario(data: Any, source: str = "<data>") -> Scenario:
 
 def mind_settings(scenario: Scenario) -> MindSettings:
     """The mind's settings of ``scenario``: its preset, its overrides and its step length."""
-    overrides = {"step_seconds": scenario.step_seconds, **scenario.settings}
-    return MindSettings.from_preset(scenario.preset, **overrides)
+    return scenario.settings
 
 
 def write_scenario(scenario: Scenario, path: str | os.PathLike[str]) -> None:
@@ -101,8 +100,8 @@ def write_scenario(scenario: Scenario, path: str | os.PathLike[str]) -> None:
 
 
 def _settings_problems(data: dict[str, Any]) -> list[Problem]:
-    """Problems of ``settings`` (paths prefixed ``settings.``); none when it is not a mapping
-    or the preset is invalid, since the schema check already reports those."""
+    """Where ``settings`` sets what only the top level may (the preset, another step length);
+    its values are checked as ``Scenario.settings``."""
     settings = data.get("settings", {})
     preset = data.get("preset", "paper")
     if not isinstance(settings, dict) or preset not in ("paper", "reference"):
@@ -118,13 +117,7 @@ def _settings_problems(data: dict[str, Any]) -> list[Problem]:
                 f"differs from the scenario's step_seconds ({step}); set it only at the top level",
             )
         )
-    if problems:
-        return problems
-    try:
-        MindSettings.from_preset(preset, **{"step_seconds": 10, **settings})
-    except ValidationError as exc:
-        problems += validation_problems(exc, MindSettings, prefix="settings")
-    return problems
+    return problems  # the values: validated once, as Scenario.settings
 
 
 # --- pydantic errors as (path, expected) ----------------------------------------------------

@@ -13,9 +13,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from actors.mind.settings import Preset
+from actors.mind.settings import MindSettings, Preset, preset_data
 from serving.adapters import check_adapter_name
 from serving.types import InvalidAdapterNameError
 
@@ -156,7 +164,24 @@ class Scenario(_Strict):
     duration_hours: float = Field(gt=0)
     checkpoint_every: int = Field(360, ge=1)  # steps
     preset: Preset = "paper"
-    settings: dict[str, Any] = {}  # MindSettings overrides, checked by the loader
+    settings: MindSettings = MindSettings()  # the file holds the overrides of the preset
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _over_the_preset(cls, value: Any, info: ValidationInfo) -> Any:
+        """The file's overrides merged over the preset, with the scenario's step length (both
+        set at the top level), validated once as the mind's settings."""
+        if not isinstance(value, dict):
+            return value  # a MindSettings already, or an error of its own
+        preset = info.data.get("preset", "paper")
+        data = preset_data(preset, value)
+        data["preset"] = preset
+        data["step_seconds"] = info.data.get("step_seconds", 10)
+        return data
+
+    @field_serializer("settings")
+    def _as_overrides(self, settings: MindSettings) -> dict[str, Any]:
+        return settings.overrides()
     world: WorldSpec
     agents: list[AgentSpec] = Field(min_length=1)
     events: list[EventSpec] = []

@@ -108,8 +108,30 @@ class MindSettings(_Settings):
     @classmethod
     def from_preset(cls, preset: Preset = "paper", **overrides: Any) -> MindSettings:
         """The preset's settings, with ``overrides`` (nested dicts) on top."""
-        base: dict[str, Any] = {"preset": preset, **PRESETS[preset]}
-        return cls.model_validate(_merge(base, overrides))
+        return cls.model_validate(preset_data(preset, overrides))
+
+    def overrides(self) -> dict[str, Any]:
+        """What differs from the preset (and the step length): a scenario file's ``settings``."""
+        base = MindSettings.from_preset(self.preset, step_seconds=self.step_seconds)
+        ours = self.model_dump(mode="json", exclude={"preset", "step_seconds"})
+        return _difference(ours, base.model_dump(mode="json"))
+
+
+def preset_data(preset: Preset, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The data of a preset's settings with ``overrides`` (nested dicts) merged on top."""
+    return _merge({"preset": preset, **PRESETS[preset]}, overrides)
+
+
+def _difference(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in ours.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            inner = _difference(value, base[key])
+            if inner:
+                out[key] = inner
+        elif base.get(key) != value:
+            out[key] = value
+    return out
 
 
 PRESETS: dict[str, dict[str, Any]] = {

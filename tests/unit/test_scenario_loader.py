@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from actors.mind.settings import MindSettings
 from scenarios.loader import (
     ScenarioError,
     load_scenario,
@@ -384,3 +385,19 @@ def test_write_then_load_round_trips(tmp_path: Path) -> None:
     write_scenario(scenario, out)
     assert load_scenario(out) == scenario
     assert [p.name for p in out.parent.iterdir()] == ["again.yaml"]  # no temporary left
+
+
+def test_the_settings_are_the_minds_typed_and_the_file_keeps_only_the_overrides(
+    tmp_path: Path,
+) -> None:
+    data = {**copy.deepcopy(BASE), "preset": "reference", "step_seconds": 30}
+    scenario = parse_scenario(data)
+    assert isinstance(scenario.settings, MindSettings)
+    assert scenario.settings.preset == "reference" and scenario.settings.step_seconds == 30
+    assert scenario.settings.retrieval.w_relevance == 3.0  # the preset's
+    assert scenario.settings.retrieval.top_k == 20  # the file's
+    assert scenario.model_dump(mode="json")["settings"] == BASE["settings"]
+    out = tmp_path / "again.yaml"
+    write_scenario(scenario, out)
+    assert yaml.safe_load(out.read_text())["settings"] == BASE["settings"]
+    assert load_scenario(out) == scenario
