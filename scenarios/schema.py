@@ -182,6 +182,7 @@ class Scenario(_Strict):
     @field_serializer("settings")
     def _as_overrides(self, settings: MindSettings) -> dict[str, Any]:
         return settings.overrides()
+
     world: WorldSpec
     agents: list[AgentSpec] = Field(min_length=1)
     events: list[EventSpec] = []
