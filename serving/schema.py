@@ -1,14 +1,96 @@
-"""JSON schemas for answers: checked before decoding, validated after."""
+"""JSON schemas for answers: checked before decoding, validated after.
+
+No reference ever leaves the schema document: every ``$ref`` / ``$dynamicRef`` must point into
+the schema itself (``#``, ``#/json/pointer`` or ``#anchor``) and resolve there, or the schema is
+refused; and validation runs with a registry that retrieves nothing, so no file is read and no
+request is sent while checking an answer.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
 from jsonschema.validators import validator_for
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
 
 from serving.types import InvalidSchemaError, LLMRequest
+
+_REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _retrieve_nothing(uri: str) -> Any:
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class
+
+
+_NO_RETRIEVAL: Registry[Any] = Registry(retrieve=_retrieve_nothing)  # type: ignore[call-arg]
+
+
+def _references(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every reference in a schema document: (where, the reference's value)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}/{key}"
+            if key in _REFERENCE_KEYS:
+                yield here, value
+            else:
+                yield from _references(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _references(value, f"{path}/{i}")
+
+
+def _anchors(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key in ("$anchor", "$dynamicAnchor"):
+            if isinstance(node.get(key), str):
+                found.add(node[key])
+        for value in node.values():
+            found |= _anchors(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _anchors(value)
+    return found
+
+
+def _resolves(schema: Any, fragment: str) -> bool:
+    """Whether ``#fragment`` names a place in ``schema`` (a JSON pointer or an anchor)."""
+    if fragment == "":
+        return True
+    if not fragment.startswith("/"):
+        return fragment in _anchors(schema)
+    node = schema
+    for raw in fragment[1:].split("/"):
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def _check_references(schema: dict[str, Any], request_id: str | None) -> None:
+    for where, ref in _references(schema):
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise InvalidSchemaError(
+                f"invalid JSON schema at {where or '(root)'}: the reference {ref!r} leaves the "
+                "schema (only references into the schema itself, starting with '#', are allowed)",
+                request_id,
+                param="response_format",
+            )
+        if not _resolves(schema, ref[1:]):
+            raise InvalidSchemaError(
+                f"invalid JSON schema at {where}: the reference {ref!r} points nowhere in it",
+                request_id,
+                param="response_format",
+            )
 
 
 def check_schema(schema: Any, request_id: str | None = None) -> None:
@@ -26,6 +108,7 @@ def check_schema(schema: Any, request_id: str | None = None) -> None:
         raise InvalidSchemaError(
             f"invalid JSON schema at {where}: {exc.message}", request_id, param="response_format"
         ) from None
+    _check_references(schema, request_id)
 
 
 def check_request_schema(request: LLMRequest) -> None:
@@ -44,9 +127,12 @@ def parse_and_validate(text: str, schema: dict[str, Any]) -> tuple[Any, str | No
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"answer is not valid JSON: {exc.msg} at position {exc.pos}"
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        jsonschema.validate(value, schema)
+        cls(schema, registry=_NO_RETRIEVAL).validate(value)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         return None, f"answer does not match the schema at {where}: {exc.message}"
+    except Unresolvable as exc:  # a schema that did not pass check_schema
+        return None, f"the schema's reference cannot be resolved here: {exc}"
     return value, None

@@ -1,0 +1,56 @@
+"""No reference leaves an answer's schema: refused before decoding, never fetched after."""
+
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.schema import check_schema, parse_and_validate
+from serving.types import InvalidSchemaError
+
+LOCAL = {
+    "$defs": {"place": {"type": "string", "enum": ["cafe", "park"]}},
+    "type": "object",
+    "properties": {"where": {"$ref": "#/$defs/place"}, "again": {"$ref": "#/properties/where"}},
+    "required": ["where"],
+}
+
+
+def test_references_into_the_schema_itself_work() -> None:
+    check_schema(LOCAL)
+    assert parse_and_validate('{"where": "cafe", "again": "park"}', LOCAL) == (
+        {"where": "cafe", "again": "park"},
+        None,
+    )
+    value, error = parse_and_validate('{"where": "moon"}', LOCAL)
+    assert value is None and error is not None and "where" in error
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["file:///etc/passwd", "http://127.0.0.1:9/schema.json", "other.json#/x", "//host/x"],
+)
+def test_a_reference_that_leaves_the_schema_is_refused_naming_it(ref: str, tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": ref}}}
+    with pytest.raises(InvalidSchemaError, match="leaves the schema") as info:
+        check_schema(schema)
+    assert "/properties/x/$ref" in str(info.value) and ref in str(info.value)
+
+
+def test_a_reference_to_nowhere_in_the_schema_is_refused() -> None:
+    with pytest.raises(InvalidSchemaError, match="points nowhere"):
+        check_schema({"properties": {"x": {"$ref": "#/$defs/missing"}}})
+
+
+def test_validating_an_answer_never_fetches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"const": "the secret"}')
+    fetched: list[Any] = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: fetched.append(a))
+    schema = {"properties": {"x": {"$ref": secret.as_uri()}}}  # never passed check_schema
+    value, error = parse_and_validate('{"x": 1}', schema)
+    assert value is None and error is not None and "the secret" not in error
+    assert fetched == []
