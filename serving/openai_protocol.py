@@ -112,7 +112,9 @@ def chat_request(body: ChatBody, adapter: str | None) -> LLMRequest:
     if not body.messages:
         raise ProtocolError("messages must not be empty", param="messages")
     messages = tuple(_message_text(m, i) for i, m in enumerate(body.messages))
-    max_tokens = body.max_completion_tokens or body.max_tokens or 256
+    max_tokens = next(
+        (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), 256
+    )  # a 0 given is refused as such, not read as "unset"
     return LLMRequest(
         messages=messages,
         json_schema=schema_of(body.response_format),
@@ -139,7 +141,7 @@ def completion_requests(body: CompletionBody, adapter: str | None) -> list[LLMRe
             prompt=p,
             json_schema=schema_of(body.response_format),
             adapter=adapter,
-            max_tokens=body.max_tokens or 16,
+            max_tokens=16 if body.max_tokens is None else body.max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             top_p=1.0 if body.top_p is None else body.top_p,
             seed=body.seed,

@@ -6,6 +6,7 @@ go into msgpack recordings and come back unchanged. Nothing here imports ray, to
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
@@ -25,6 +26,9 @@ class ChatMessage:
 
     role: Role
     content: str
+
+
+MAX_SEED = 2**63  # seeds are in [0, MAX_SEED): every engine's generator takes them
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,30 @@ class LLMRequest:
     purpose: str = ""
 
     def __post_init__(self) -> None:
+        """Refuses a request no engine can run (:class:`InvalidRequestError`, naming the
+        parameter): checked here, once, so a bad request fails alone, before any batch."""
+
+        def bad(param: str, message: str) -> InvalidRequestError:
+            return InvalidRequestError(message, self.request_id, param=param)
+
         if (self.messages is None) == (self.prompt is None):
-            raise ValueError(
-                f"request {self.request_id}: exactly one of 'messages' or 'prompt' must be set"
-            )
-        if self.max_tokens < 1:
-            raise ValueError(f"request {self.request_id}: max_tokens must be >= 1")
-        if self.temperature < 0:
-            raise ValueError(f"request {self.request_id}: temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"request {self.request_id}: top_p must be in (0, 1]")
+            raise bad("messages", "exactly one of 'messages' or 'prompt' must be set")
+        if isinstance(self.max_tokens, bool) or self.max_tokens < 1:
+            raise bad("max_tokens", f"max_tokens must be an integer >= 1, not {self.max_tokens}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise bad("temperature", f"temperature must be finite and >= 0, not {self.temperature}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise bad("top_p", f"top_p must be in (0, 1], not {self.top_p}")
+        if self.seed is not None and not 0 <= self.seed < MAX_SEED:
+            raise bad("seed", f"seed must be in [0, 2**63), not {self.seed}")
+        texts = [("prompt", self.prompt)] if self.prompt is not None else []
+        texts += [(f"messages[{i}].content", m.content) for i, m in enumerate(self.messages or ())]
+        texts += [(f"stop[{i}]", s) for i, s in enumerate(self.stop)]
+        for where, text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise bad(where, f"{where} is not text: {exc.reason} at {exc.start}") from None
 
     @classmethod
     def chat(cls, messages: list[tuple[str, str]] | list[ChatMessage], **kwargs: Any) -> LLMRequest:
@@ -190,6 +208,10 @@ class UnknownAdapterError(LLMError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.available, self.request_id, self.param))
+
+
+class InvalidRequestError(LLMError, ValueError):
+    """A request's parameter that no engine can run with (refused before any batching)."""
 
 
 class InvalidAdapterNameError(LLMError):

@@ -173,6 +173,24 @@ def test_openai_errors(client: openai.OpenAI, services: Services) -> None:
             },
         )
 
+    for param, value in (
+        ("max_tokens", 0),
+        ("temperature", -1.0),
+        ("top_p", 1.5),
+        ("seed", 2**64),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="alice", messages=messages, **{param: value})
+        body = refused.value.response.json()["error"]
+        assert body["param"] == param and param in body["message"], body
+    lone_surrogate = httpx.post(  # JSON may carry one; the request fails alone, as a 400
+        f"{services.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        content='{"model": "alice", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+    )
+    assert lone_surrogate.status_code == 400, lone_surrogate.text
+    assert lone_surrogate.json()["error"]["param"] == "messages[0].content"
+
     anonymous = httpx.get(f"{services.base_url}/models")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["type"] == "authentication_error"
