@@ -239,8 +239,50 @@ def _value_type(tp: Any) -> Any:
 # --- YAML ------------------------------------------------------------------------------------
 
 
+MAX_YAML_NODES = 200_000
+"""Most nodes a scenario file may expand to, aliases followed: a few hundred bytes of nested
+aliases (a "billion laughs") expand exponentially and are refused before anything walks them."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (never last-one-wins)."""
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (never last-one-wins)
+    and a document whose aliases expand beyond :data:`MAX_YAML_NODES` nodes."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return self.construct_document(node)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Counts the nodes ``root`` expands to (a node reached by several aliases counts each
+    time), without expanding anything; raises past :data:`MAX_YAML_NODES`."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        size = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if size > MAX_YAML_NODES:
+            raise yaml.YAMLError(
+                f"the document expands to more than {MAX_YAML_NODES} nodes through its aliases "
+                "(expected a plain scenario)"
+            )
+        sizes[id(node)] = size
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:

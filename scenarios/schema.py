@@ -154,6 +154,10 @@ class EventSpec(_Strict):
     location: str = ""
 
 
+MAX_DURATION_HOURS = 24 * 366 * 10
+"""The longest run a scenario may ask for: ten game years."""
+
+
 class Scenario(_Strict):
     """A whole scenario file."""
 
@@ -161,7 +165,7 @@ class Scenario(_Strict):
     description: str = ""
     start: datetime
     step_seconds: int = Field(10, ge=1, le=3600)
-    duration_hours: float = Field(gt=0)
+    duration_hours: float = Field(gt=0, le=MAX_DURATION_HOURS, allow_inf_nan=False)
     checkpoint_every: int = Field(360, ge=1)  # steps
     preset: Preset = "paper"
     settings: MindSettings = MindSettings()  # the file holds the overrides of the preset
@@ -196,6 +200,19 @@ class Scenario(_Strict):
         """Steps in the whole duration (rounded up)."""
         seconds = self.duration_hours * 3600
         return max(1, int(-(-seconds // self.step_seconds)))
+
+    @field_validator("duration_hours")
+    @classmethod
+    def _ends_in_the_calendar(cls, hours: float, info: ValidationInfo) -> float:
+        start = info.data.get("start")
+        if start is not None:
+            try:
+                start + timedelta(hours=hours)
+            except OverflowError:
+                raise ValueError(
+                    f"the run would end after the year 9999 (starts {start.isoformat()})"
+                ) from None
+        return hours
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:

@@ -401,3 +401,37 @@ def test_the_settings_are_the_minds_typed_and_the_file_keeps_only_the_overrides(
     write_scenario(scenario, out)
     assert yaml.safe_load(out.read_text())["settings"] == BASE["settings"]
     assert load_scenario(out) == scenario
+
+
+@pytest.mark.parametrize("hours", [".inf", "1e12", "1e308", ".nan"])
+def test_an_endless_duration_is_a_field_error_not_a_traceback(tmp_path: Path, hours: str) -> None:
+    text = yaml.safe_dump(BASE, sort_keys=False).replace(
+        f"duration_hours: {BASE['duration_hours']}", f"duration_hours: {hours}"
+    )
+    assert f"duration_hours: {hours}" in text
+    file = tmp_path / "endless.yaml"
+    file.write_text(text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(file)
+    assert [p for p, _ in caught.value.problems] == ["duration_hours"]
+
+
+def test_a_run_ending_after_the_calendar_is_refused() -> None:
+    data = {**copy.deepcopy(BASE), "start": "9999-12-31T20:00:00", "duration_hours": 48}
+    data["events"] = []
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(data)
+    (problem,) = [msg for path, msg in caught.value.problems if path == "duration_hours"]
+    assert "9999" in problem
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    file = tmp_path / "bomb.yaml"
+    file.write_text("\n".join(lines) + "\n")
+    assert file.stat().st_size < 600
+    with pytest.raises(ScenarioError, match="expands to more than"):
+        load_scenario(file)
