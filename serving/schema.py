@@ -21,6 +21,8 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 from serving.types import InvalidSchemaError, LLMRequest
 
 _REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+MAX_SCHEMA_BYTES = 64 * 1024  # as compact JSON
+MAX_SCHEMA_PROPERTIES = 256  # over the whole schema; a grammar's compile time grows ~n^2.2
 
 
 def _retrieve_nothing(uri: str) -> Any:
@@ -76,6 +78,33 @@ def _resolves(schema: Any, fragment: str) -> bool:
     return True
 
 
+def _properties(node: Any) -> int:
+    if isinstance(node, dict):
+        own = len(node["properties"]) if isinstance(node.get("properties"), dict) else 0
+        return own + sum(_properties(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_properties(v) for v in node)
+    return 0
+
+
+def _check_size(schema: dict[str, Any], request_id: str | None) -> None:
+    """Bounds what a grammar compile may cost: the schema's size and its properties."""
+    size = len(json.dumps(schema, separators=(",", ":")))
+    if size > MAX_SCHEMA_BYTES:
+        raise InvalidSchemaError(
+            f"the JSON schema is {size} bytes; at most {MAX_SCHEMA_BYTES} are accepted",
+            request_id,
+            param="response_format",
+        )
+    count = _properties(schema)
+    if count > MAX_SCHEMA_PROPERTIES:
+        raise InvalidSchemaError(
+            f"the JSON schema has {count} properties; at most {MAX_SCHEMA_PROPERTIES} are accepted",
+            request_id,
+            param="response_format",
+        )
+
+
 def _check_references(schema: dict[str, Any], request_id: str | None) -> None:
     for where, ref in _references(schema):
         if not isinstance(ref, str) or not ref.startswith("#"):
@@ -108,6 +137,7 @@ def check_schema(schema: Any, request_id: str | None = None) -> None:
         raise InvalidSchemaError(
             f"invalid JSON schema at {where}: {exc.message}", request_id, param="response_format"
         ) from None
+    _check_size(schema, request_id)
     _check_references(schema, request_id)
 
 

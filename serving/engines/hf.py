@@ -25,6 +25,7 @@ import queue
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from serving.seeds import derive_seed
 from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
 
 MB = 1 << 20
+GRAMMAR_CACHE_SIZE = 256  # compiled grammars kept (least recently used go first)
 
 
 @dataclass(eq=False)
@@ -135,7 +137,7 @@ class HFEngine:
         self._arrivals: queue.SimpleQueue[_Row | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._adapter_names: tuple[str, ...] = ()
-        self._grammars: dict[str, Any] = {}
+        self._grammars: OrderedDict[str, Any] = OrderedDict()  # LRU of compiled grammars
         self._model: Any = None
         self._forward: Any = None  # flat_forward.FlatForward
         self._prefix_cache: Any = None  # prefix_cache.PrefixCache or None
@@ -252,7 +254,7 @@ class HFEngine:
         if self._thread is None:
             raise RuntimeError("HFEngine.generate called before start()")
         check_requests(requests, self._adapter_names)
-        grammars = [self._grammar(request) for request in requests]
+        grammars = [await self._grammar(request) for request in requests]
         loop = asyncio.get_running_loop()
         rows = [
             _Row(request, grammar, loop.create_future(), loop, arrival)
@@ -266,14 +268,18 @@ class HFEngine:
             for row in rows:
                 row.future.cancel()  # a cancelled caller's rows leave the engine at once
 
-    def _grammar(self, request: LLMRequest) -> Any:
-        """The compiled grammar of a request's schema (None without one), compiled once."""
+    async def _grammar(self, request: LLMRequest) -> Any:
+        """The compiled grammar of a request's schema (None without one): compiled once, in a
+        worker thread (never on the caller's event loop), and kept in an LRU of
+        :data:`GRAMMAR_CACHE_SIZE` grammars."""
         if request.json_schema is None:
             return None
         key = grammar_key(request.json_schema)
-        if key not in self._grammars:
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            compile_schema = self._compiler.compile_json_schema
             try:
-                self._grammars[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
+                grammar = await asyncio.to_thread(compile_schema, key, any_whitespace=False)
             except Exception as exc:  # xgrammar raises several types for unsupported schemas
                 raise InvalidSchemaError(
                     "JSON schema not supported for constrained decoding: "
@@ -281,7 +287,11 @@ class HFEngine:
                     request.request_id,
                     param="response_format",
                 ) from None
-        return self._grammars[key]
+            self._grammars[key] = grammar
+            while len(self._grammars) > GRAMMAR_CACHE_SIZE:
+                self._grammars.popitem(last=False)
+        self._grammars.move_to_end(key)
+        return grammar
 
     # -- the engine loop (its own thread) ----------------------------------------------------
 

@@ -216,3 +216,21 @@ async def test_a_failed_forward_pass_fails_every_row_in_it(failing_engine: HFEng
     assert failing_engine._scheduler.running == []  # their KV is freed
     [ok] = await failing_engine.generate([_chat("tea", max_tokens=4)])  # the engine lives on
     assert ok.ok
+
+
+async def test_grammars_compile_off_the_loop_into_a_bounded_lru(
+    engine: HFEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.engines.hf as hf
+
+    monkeypatch.setattr(hf, "GRAMMAR_CACHE_SIZE", 2)
+    schemas = [
+        {"type": "object", "properties": {name: {"enum": ["x", "y"]}}, "required": [name]}
+        for name in ("a", "b", "c")
+    ]
+    for schema in (*schemas, schemas[1]):
+        [result] = await engine.generate([_chat("tea", json_schema=schema, max_tokens=16)])
+        assert result.ok, result.error
+    kept = list(engine._grammars)
+    assert len(kept) == 2 and kept[-1] == hf.grammar_key(schemas[1])  # "a" went first
+    assert hf.grammar_key(schemas[0]) not in kept

@@ -54,3 +54,12 @@ def test_validating_an_answer_never_fetches(
     value, error = parse_and_validate('{"x": 1}', schema)
     assert value is None and error is not None and "the secret" not in error
     assert fetched == []
+
+
+def test_a_schema_too_big_to_compile_quickly_is_refused_naming_the_limit() -> None:
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(300)}}
+    with pytest.raises(InvalidSchemaError, match="300 properties; at most 256"):
+        check_schema(wide)
+    long = {"type": "string", "description": "x" * 70_000}
+    with pytest.raises(InvalidSchemaError, match="bytes; at most 65536"):
+        check_schema(long)
