@@ -201,7 +201,7 @@ class AgentHost:
         await self._each(list(memories), one)
         for name in memories:  # starting memories, not events of a step
             self.agents[name].memory.drain_written()
-        self._reported = (self.accounting.requests_total, self.accounting.tokens_total)
+        self._report()  # the seeding's calls are no step's
 
     async def converse(
         self, first: str, second: str, now: datetime, step: int

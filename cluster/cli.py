@@ -125,7 +125,7 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
     from pydantic import ValidationError
 
     from cluster.run import RunOptions
-    from serving.config import ENGINE_FLAGS, EngineFlagsError, engine_fields
+    from serving.config import EngineFlagsError, check_engine_fields, engine_fields
 
     if args.record and args.replay:
         raise UsageError("give --record or --replay, not both")
@@ -133,7 +133,7 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
     engine = dict(data.get("engine") or {})
     try:
         engine.update(engine_fields(vars(args)))
-        engine_fields({k: engine.get(f) for k, f in ENGINE_FLAGS.items()})  # checked together
+        check_engine_fields(engine)  # a resumed run's own fields and the flags, together
     except EngineFlagsError as exc:
         raise UsageError(str(exc)) from None
     if getattr(args, "adapter", None):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
-from actors.mind.events import Action, ActionKind, Observation, ObservationKind
+from actors.mind.events import Action, ActionKind, Observation
 from actors.mind.planning import SLEEP
 from scenarios.schema import Scenario
 
@@ -199,7 +199,7 @@ class World:
                     continue
                 talking = o.kind in ("chat_done", "talk") and (o.until is None or o.until > now)
                 seen[name].append(
-                    _observation(
+                    Observation(
                         "agent",
                         other,
                         self.describe(other),
@@ -212,16 +212,14 @@ class World:
             for obj in self._arena_objects[s.place]:
                 description = f"{obj.name} is {self._states[obj.path]}"
                 distance = _distance(s.tile, obj.tile)
-                seen[name].append(
-                    _observation("object", obj.path, description, obj.place, distance)
-                )
+                seen[name].append(Observation("object", obj.path, description, obj.place, distance))
         due = {name: False for name in self.agents}
         for i, event in enumerate(self.scenario.events):
             if i in self._delivered or event.at > now:
                 continue
             self._delivered.append(i)
             for name in event.to or self.agents:
-                seen[name].append(_observation("event", f"event:{i}", event.text, event.location))
+                seen[name].append(Observation("event", f"event:{i}", event.text, event.location))
                 due[name] = True
         for name in self.agents:
             seen[name].sort(key=lambda o: (o.distance, o.subject))
@@ -393,19 +391,6 @@ class World:
             if score > best_score:
                 best, best_score = o.path, score
         return best
-
-
-def _observation(
-    kind: ObservationKind,
-    subject: str,
-    description: str,
-    location: str,
-    distance: float = 0.0,
-    *,
-    asleep: bool = False,
-    talking: bool = False,
-) -> Observation:
-    return Observation(kind, subject, description, location, distance, asleep, talking)
 
 
 def _fingerprint(observations: list[Observation]) -> str:

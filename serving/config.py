@@ -81,9 +81,13 @@ class EngineFlagsError(ValueError):
 
 def engine_fields(flags: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`EngineConfig` fields set by the engine flags given (not None) in ``flags``
-    (argparse's names, as :data:`ENGINE_FLAGS`). Raises :class:`EngineFlagsError` for
-    ``--engine openai`` without ``--base-url``."""
+    (argparse's names, as :data:`ENGINE_FLAGS`), checked by :func:`check_engine_fields`."""
     fields = {f: flags[k] for k, f in ENGINE_FLAGS.items() if flags.get(k) is not None}
+    check_engine_fields(fields)
+    return fields
+
+
+def check_engine_fields(fields: Mapping[str, Any]) -> None:
+    """Raises :class:`EngineFlagsError` for ``--engine openai`` without ``--base-url``."""
     if fields.get("engine") == "openai" and not fields.get("base_url"):
         raise EngineFlagsError("--engine openai needs --base-url (the OpenAI-compatible server)")
-    return fields
