@@ -8,34 +8,48 @@ The layout (one simulation folder, e.g. ``base_the_ville_n25``)::
     personas/<name>/bootstrap_memory/spatial_memory.json   world : sector : arena : [objects]
 
 The world is the union of every persona's spatial memory; a persona's known places are the
-arenas in its own. A sector where personas start (their living area) gets the mean of their
-tiles as its position; the others have none (default travel time). The original files have no
-relationships: one is inferred wherever a persona's ``currently``/``learned`` text names another
-persona, with the sentence that names them. Per-persona numbers (vision radius, retrieval
-weights, reflection threshold) become the scenario's settings, the most common value winning.
-The preset is ``reference``, the original implementation's defaults, under those values.
+arenas in its own. A persona without a spatial memory (the original starts it with an empty
+one) knows its living area and the public places: the arenas of the sectors nobody lives in
+(a warning names the missing file). A sector where personas start (their living area) gets the
+mean of their tiles as its position; the others have none (default travel time). The original
+files have no relationships: one is inferred wherever a persona's ``currently``/``learned`` text
+names another persona, with the sentence that names them. Per-persona numbers (vision radius,
+retrieval weights, reflection threshold) become the scenario's settings, the most common value
+winning. The preset is ``reference``, the original implementation's defaults, under those values.
+
+Every field is read by one of the typed readers below (``_str``, ``_int``, ``_number``, ...):
+a value of the wrong type or out of range is a :class:`GAImportError` naming the file and the
+field, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scenarios.loader import parse_scenario, write_scenario
 from scenarios.schema import Scenario
 
+log = logging.getLogger(__name__)
+
 
 class GAImportError(Exception):
-    """A file of the storage folder is missing or lacks what the importer needs."""
+    """A file of the storage folder is missing or lacks what the importer needs, or the output
+    path cannot be written. ``field`` is the path of the bad field in the file (or ``None``)."""
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, field: str | None = None) -> None:
         self.path = path
         self.what = what
-        super().__init__(f"{path}: {what}")
+        self.field = field
+        super().__init__(f"{path}: {field}: {what}" if field else f"{path}: {what}")
 
 
 # scratch.json key -> (settings section, setting)
@@ -50,19 +64,31 @@ SETTINGS_KEYS: dict[str, tuple[str, str]] = {
     "importance_trigger_max": ("reflection", "threshold"),
 }
 
+_Reader = Callable[[dict[str, Any], str, Path], Any]
+
+# scratch.json key -> its reader, with the bounds of the setting (actors.mind.settings)
+_SETTING_READERS: dict[str, _Reader] = {
+    "vision_r": lambda obj, key, path: _int(obj, key, path, ge=0),
+    "att_bandwidth": lambda obj, key, path: _int(obj, key, path, ge=1),
+    "retention": lambda obj, key, path: _int(obj, key, path, ge=1),
+    "recency_w": lambda obj, key, path: _number(obj, key, path),
+    "relevance_w": lambda obj, key, path: _number(obj, key, path),
+    "importance_w": lambda obj, key, path: _number(obj, key, path),
+    "recency_decay": lambda obj, key, path: _number(obj, key, path, gt=0, le=1),
+    "importance_trigger_max": lambda obj, key, path: _int(obj, key, path, ge=1),
+}
+
 
 def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
     """The scenario stored in the Generative Agents folder ``storage_dir``."""
     storage_dir = Path(storage_dir)
     meta_path = storage_dir / "reverie" / "meta.json"
-    meta = _read_json(meta_path)
-    names = _key(meta, "persona_names", meta_path)
-    if not isinstance(names, list) or not names:
-        raise GAImportError(meta_path, "'persona_names' must be a non-empty list of names")
+    meta = _object(_read_json(meta_path), meta_path, "")
+    names = _names(meta, meta_path)
     start = _start(meta, meta_path)
-    step = int(meta.get("sec_per_step", 10))
+    step = _int(meta, "sec_per_step", meta_path, ge=1, default=10)
     env_path = storage_dir / "environment" / "0.json"
-    env = _read_json(env_path)
+    env = _object(_read_json(env_path), env_path, "")
 
     world: dict[str, dict[str, list[str]]] = {}  # sector -> arena -> objects, in order
     personas: list[dict[str, Any]] = []
@@ -70,26 +96,44 @@ def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
         folder = storage_dir / "personas" / name / "bootstrap_memory"
         scratch_path = folder / "scratch.json"
         spatial_path = folder / "spatial_memory.json"
-        scratch = _read_json(scratch_path)
-        spatial = _read_json(spatial_path)
-        known = _merge_spatial(world, spatial, spatial_path)
-        tile = _key(env, name, env_path)
-        xy = (float(_key(tile, "x", env_path)), float(_key(tile, "y", env_path)))
+        scratch = _object(_read_json(scratch_path), scratch_path, "")
+        spatial = _read_json(spatial_path, optional=True)
+        known: list[str] | None = None  # None: no spatial memory
+        if spatial is _ABSENT:  # the original starts such a persona with an empty one
+            log.warning(
+                "%s: file not found; %s knows only the living area and the public places",
+                spatial_path,
+                name,
+            )
+        else:
+            known = _merge_spatial(world, spatial, spatial_path)
+        tile = _dict(env, name, env_path)
+        xy = (_number(tile, "x", env_path, name, ge=0), _number(tile, "y", env_path, name, ge=0))
         personas.append({"scratch": scratch, "path": scratch_path, "known": known, "tile": xy})
 
-    agents: list[dict[str, Any]] = []
     settings_seen: Counter[tuple[str, str, Any]] = Counter()
     starts: dict[str, list[tuple[float, float]]] = {}
     for p in personas:
         scratch, path = p["scratch"], p["path"]
-        home = _home(_key(scratch, "living_area", path), path)
+        p["home"] = home = _home(_str(scratch, "living_area", path), path)
         sector, arena = home.split(":")
         world.setdefault(sector, {}).setdefault(arena, [])
         starts.setdefault(sector, []).append(p["tile"])
         for key, (section, field) in SETTINGS_KEYS.items():
             if scratch.get(key) is not None:
-                settings_seen[(section, field, scratch[key])] += 1
-        agents.append(_agent(scratch, path, home, p["known"], names))
+                settings_seen[(section, field, _SETTING_READERS[key](scratch, key, path))] += 1
+
+    public = [f"{s}:{a}" for s, arenas in world.items() if s not in starts for a in arenas]
+    agents = [
+        _agent(
+            p["scratch"],
+            p["path"],
+            p["home"],
+            [p["home"], *public] if p["known"] is None else p["known"],
+            names,
+        )
+        for p in personas
+    ]
 
     sectors = [
         {
@@ -101,15 +145,17 @@ def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
         }
         for sector, arenas in world.items()
     ]
+    sim_code = _str(meta, "fork_sim_code", meta_path, default="")
+    maze = _str(meta, "maze_name", meta_path, default="")
     data = {
-        "name": _clean(str(meta.get("fork_sim_code") or storage_dir.name)),
+        "name": _clean(sim_code or storage_dir.name),
         "description": f"Imported from the Generative Agents storage folder {storage_dir.name}.",
         "start": start,
         "step_seconds": step,
         "duration_hours": hours,
         "preset": "reference",
         "settings": _settings(settings_seen),
-        "world": {"name": _clean(str(meta.get("maze_name") or "the Ville")), "sectors": sectors},
+        "world": {"name": _clean(maze or "the Ville"), "sectors": sectors},
         "agents": agents,
     }
     return parse_scenario(data, source=str(storage_dir))
@@ -119,45 +165,207 @@ def import_ga_to_file(
     storage_dir: Path, out_path: Path, *, overwrite: bool = False, hours: float = 48.0
 ) -> Scenario:
     """Import ``storage_dir`` and write it as YAML to ``out_path`` (atomically); an existing
-    file is replaced only with ``overwrite=True``."""
+    file is replaced only with ``overwrite=True``. An output path that cannot be written (a
+    folder, in a folder that does not exist or is not writable) is a :class:`GAImportError`
+    naming it, found before the import; a write that fails leaves nothing behind."""
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise GAImportError(out_path, "is a folder; give the path of the scenario file to write")
     if out_path.exists() and not overwrite:
         raise FileExistsError(
             f"{out_path} already exists; refusing to overwrite it (pass overwrite=True to replace)"
         )
+    folder = out_path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise GAImportError(out_path, f"cannot be written: its folder {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GAImportError(out_path, f"cannot be written: its folder {folder} is not writable")
     scenario = import_ga(storage_dir, hours=hours)
-    write_scenario(scenario, out_path)
+    try:
+        write_scenario(scenario, out_path)  # atomic: on failure nothing is left behind
+    except OSError as exc:
+        raise GAImportError(out_path, f"cannot be written: {exc.strerror or exc}") from None
     return scenario
 
 
-def _read_json(path: Path) -> Any:
+# --- reading the files ----------------------------------------------------------------------
+
+
+_ABSENT: Any = object()  # what reading a missing optional file gives
+
+
+def _read_json(path: Path, *, optional: bool = False) -> Any:
+    """The JSON value in ``path``; a missing file gives ``_ABSENT`` when ``optional``."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
+        if optional:
+            return _ABSENT
         raise GAImportError(path, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GAImportError(path, f"cannot be read: {exc}") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise GAImportError(path, f"not valid JSON at {where}: {exc.msg}") from None
+    except ValueError as exc:  # a number of more digits than Python reads
         raise GAImportError(path, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GAImportError(path, "not valid JSON: nested too deeply") from None
 
 
-def _key(data: Any, key: str, path: Path) -> Any:
-    if not isinstance(data, dict):
-        raise GAImportError(path, f"expected a JSON object holding {key!r}")
-    if key not in data:
-        raise GAImportError(path, f"missing key {key!r}")
-    return data[key]
+# --- the typed field readers ----------------------------------------------------------------
+#
+# Each reads ``obj[key]`` of the file ``path``; ``at`` is the field path of ``obj`` in the file
+# ("" for the top level). A missing key is an error unless a ``default`` is given, which a
+# null value also gets. Errors read "<file>: <field path>: <what is wrong> (got <value>)".
+
+_REQUIRED: Any = object()  # the default of a field that must be there
+_UNSET: Any = object()  # what _raw gives for a field left out (or null) that has a default
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+_INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+
+
+def _bad(path: Path, field: str, problem: str, value: Any) -> NoReturn:
+    raise GAImportError(path, f"{problem} (got {_shown(value)})", field=field or None)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _join(at: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{at}[{key}]"
+    return f"{at}.{key}" if at else key
+
+
+def _object(value: Any, path: Path, field: str) -> dict[str, Any]:
+    """``value`` itself, which must be a JSON object."""
+    if not isinstance(value, dict):
+        _bad(path, field, "expected a JSON object", value)
+    return value
+
+
+def _raw(obj: dict[str, Any], key: str, path: Path, at: str, default: Any) -> Any:
+    """``obj[key]``, or ``_UNSET`` where it is missing or null and has a ``default``."""
+    if key not in obj or (obj[key] is None and default is not _REQUIRED):
+        if default is _REQUIRED:
+            raise GAImportError(path, f"missing key {key!r}", field=at or None)
+        return _UNSET
+    return obj[key]
+
+
+def _dict(obj: dict[str, Any], key: str, path: Path, at: str = "") -> dict[str, Any]:
+    return _object(_raw(obj, key, path, at, _REQUIRED), path, _join(at, key))
+
+
+def _list(obj: dict[str, Any], key: str, path: Path, at: str = "") -> list[Any]:
+    value = _raw(obj, key, path, at, _REQUIRED)
+    if not isinstance(value, list):
+        _bad(path, _join(at, key), "expected a list", value)
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, path: Path, at: str = "", default: str = _REQUIRED) -> str:
+    value = _raw(obj, key, path, at, default)
+    if value is _UNSET:
+        return default
+    if not isinstance(value, str):
+        _bad(path, _join(at, key), "expected a string", value)
+    return value
+
+
+def _number(
+    obj: dict[str, Any],
+    key: str,
+    path: Path,
+    at: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    default: float = _REQUIRED,
+) -> float:
+    """A finite number (a JSON number, or a string holding one); ``int`` where it is written as
+    a whole number, else ``float``."""
+    value = _raw(obj, key, path, at, default)
+    if value is _UNSET:
+        return default
+    field = _join(at, key)
+    number: int | float
+    if isinstance(value, bool):
+        _bad(path, field, "expected a number, not a boolean", value)
+    elif isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str) and _NUMBER.fullmatch(value):
+        number = int(value) if _INTEGER.fullmatch(value) else float(value)
+    else:
+        _bad(path, field, "expected a number", value)
+    if isinstance(number, float) and not math.isfinite(number):
+        _bad(path, field, "expected a finite number", value)
+    if ge is not None and number < ge:
+        _bad(path, field, f"must be at least {ge}", value)
+    if gt is not None and number <= gt:
+        _bad(path, field, f"must be greater than {gt}", value)
+    if le is not None and number > le:
+        _bad(path, field, f"must be at most {le}", value)
+    return number
+
+
+def _int(
+    obj: dict[str, Any],
+    key: str,
+    path: Path,
+    at: str = "",
+    *,
+    ge: int | None = None,
+    le: int | None = None,
+    default: int = _REQUIRED,
+) -> int:
+    """A whole number (``8``, ``8.0`` or ``"8"``), as an ``int``."""
+    number = _number(obj, key, path, at, ge=ge, le=le, default=default)
+    if isinstance(number, float):
+        if not number.is_integer():
+            _bad(path, _join(at, key), "expected a whole number", obj[key])
+        return int(number)
+    return number
+
+
+# --- the fields -----------------------------------------------------------------------------
+
+
+def _names(meta: dict[str, Any], path: Path) -> list[str]:
+    """``persona_names``: a non-empty list of distinct names, each a folder of ``personas/``."""
+    names = _list(meta, "persona_names", path)
+    if not names:
+        raise GAImportError(path, "'persona_names' must be a non-empty list of names")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        field = _join("persona_names", i)
+        if not isinstance(name, str):
+            _bad(path, field, "expected a string", name)
+        if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+            _bad(path, field, "not a persona's folder name", name)
+        if name in seen:
+            _bad(path, field, "listed twice", name)
+        seen.add(name)
+    return names
 
 
 def _start(meta: dict[str, Any], path: Path) -> datetime:
-    if meta.get("curr_time"):
+    curr_time = _str(meta, "curr_time", path, default="")
+    if curr_time:
         try:
-            return datetime.strptime(meta["curr_time"], "%B %d, %Y, %H:%M:%S")
+            return datetime.strptime(curr_time, "%B %d, %Y, %H:%M:%S")
         except ValueError:
             pass
-    raw = _key(meta, "start_date", path)
+    raw = _str(meta, "start_date", path)
     try:
-        return datetime.strptime(str(raw), "%B %d, %Y")
+        return datetime.strptime(raw, "%B %d, %Y")
     except ValueError:
         raise GAImportError(path, f"'start_date' {raw!r} is not like 'February 13, 2023'") from None
 
@@ -165,19 +373,21 @@ def _start(meta: dict[str, Any], path: Path) -> datetime:
 def _merge_spatial(world: dict[str, dict[str, list[str]]], spatial: Any, path: Path) -> list[str]:
     """Add one persona's spatial memory to ``world``; its arenas as ``"Sector:Arena"``."""
     if not isinstance(spatial, dict) or not spatial:
-        raise GAImportError(path, "expected {world: {sector: {arena: [objects]}}}")
+        _bad(path, "", "expected {world: {sector: {arena: [objects]}}}", spatial)
     known: list[str] = []
-    for sectors in spatial.values():
-        if not isinstance(sectors, dict):
-            raise GAImportError(path, "expected {world: {sector: {arena: [objects]}}}")
-        for sector, arenas in sectors.items():
-            if not isinstance(arenas, dict):
-                raise GAImportError(path, f"sector {sector!r}: expected {{arena: [objects]}}")
-            for arena, objects in arenas.items():
+    for world_name in spatial:
+        sectors = _dict(spatial, world_name, path)
+        for sector in sectors:
+            at = _join(world_name, sector)
+            arenas = _dict(sectors, sector, path, world_name)
+            for arena in arenas:
+                objects = _list(arenas, arena, path, at) if arenas[arena] is not None else []
                 s, a = _clean(sector), _clean(arena)
                 have = world.setdefault(s, {}).setdefault(a, [])
-                for obj in objects or []:
-                    o = _clean(str(obj))
+                for i, obj in enumerate(objects):
+                    if not isinstance(obj, str):
+                        _bad(path, _join(_join(at, arena), i), "expected a string", obj)
+                    o = _clean(obj)
                     if o not in have:
                         have.append(o)
                 known.append(f"{s}:{a}")
@@ -185,8 +395,8 @@ def _merge_spatial(world: dict[str, dict[str, list[str]]], spatial: Any, path: P
 
 
 def _home(living_area: str, path: Path) -> str:
-    parts = str(living_area).split(":")
-    if len(parts) < 3:
+    parts = living_area.split(":")
+    if len(parts) < 3 or not parts[1].strip() or not parts[2].strip():
         raise GAImportError(path, f"'living_area' {living_area!r} is not 'world:sector:arena'")
     return f"{_clean(parts[1])}:{_clean(parts[2])}"
 
@@ -194,17 +404,17 @@ def _home(living_area: str, path: Path) -> str:
 def _agent(
     scratch: dict[str, Any], path: Path, home: str, known: list[str], names: list[str]
 ) -> dict[str, Any]:
-    name = _key(scratch, "name", path)
-    learned = str(scratch.get("learned") or "")
-    currently = str(scratch.get("currently") or "")
-    lifestyle = " ".join(t for t in (learned, str(scratch.get("lifestyle") or "")) if t)
+    name = _str(scratch, "name", path)
+    learned = _str(scratch, "learned", path, default="")
+    currently = _str(scratch, "currently", path, default="")
+    lifestyle = " ".join(t for t in (learned, _str(scratch, "lifestyle", path, default="")) if t)
     return {
         "name": _clean(name),
-        "age": int(_key(scratch, "age", path)),
-        "traits": str(_key(scratch, "innate", path)),
+        "age": _int(scratch, "age", path, ge=0, le=150),
+        "traits": _str(scratch, "innate", path),
         "lifestyle": lifestyle or "no lifestyle given",
         "current_situation": currently,
-        "daily_requirements": _sentences(str(scratch.get("daily_plan_req") or "")),
+        "daily_requirements": _sentences(_str(scratch, "daily_plan_req", path, default="")),
         "home": home,
         "known_places": known,
         "relationships": _relationships(name, f"{currently} {learned}", names),
