@@ -6,6 +6,7 @@ client can be passed to a Ray actor (handles and connections never cross boundar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,8 +70,12 @@ class ServeLLM(_HandleClient):
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         if not requests:
             return []
+        response = self._handle.generate.remote(list(requests))
         try:
-            return list(await self._handle.generate.remote(list(requests)))
+            return list(await response)
+        except asyncio.CancelledError:  # a caller that gives up (a timeout): the rows stop
+            response.cancel()
+            raise
         except Exception as exc:
             raise _unwrapped(exc) from None
 

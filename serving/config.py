@@ -37,6 +37,13 @@ class EngineConfig(BaseModel):
     kv_cache_mb: int = Field(4096, ge=1)  # hf: KV memory of running rows (a lone row always runs)
     prefix_cache_mb: int = Field(1024, ge=0)  # hf: KV of cached prompt prefixes; 0: no cache
     jump_forward: bool = True  # hf: text the grammar forces goes in one pass, not token by token
+    # Limits on one request, refused with HTTP 400 and an OpenAI error body naming the limit
+    # (the model's context is the other: max_model_len).
+    max_request_bytes: int = Field(1 << 20, ge=1)  # an HTTP body, refused before it is parsed
+    max_tokens_limit: int = Field(4096, ge=1)  # the most max_tokens a request may ask for
+    # hf: a row decoding longer than this (from its admission) ends with finish reason "length"
+    # and the text so far (a safety net: SmolLM2 writes about 12 tokens/s on 2 cores); None: none
+    max_decode_s: float | None = Field(600.0, gt=0)
     # vllm
     max_loras: int = Field(8, ge=1)
     max_lora_rank: int = Field(16, ge=1)

@@ -5,7 +5,7 @@ The classes here are thin: the LLM work is :class:`serving.server.LLMServer`, th
 """
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,13 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import openai_protocol as proto
 from serving.config import EngineConfig
 from serving.embedding import MiniLMEmbedder
 from serving.llm import Engine, ModelInfo
 from serving.server import LLMServer
-from serving.types import LLMError, LLMRequest, LLMResult
+from serving.types import LLMError, LLMRequest, LLMResult, RequestLimitError
 
 LLM_APP = "llm"
 LLM_DEPLOYMENT = "LLMService"
@@ -29,21 +31,104 @@ EMBEDDING_DEPLOYMENT = "EmbeddingService"
 api = FastAPI(title="simulacra LLM service", docs_url=None, redoc_url=None)
 
 
+def _error(exc: LLMError) -> JSONResponse:
+    return JSONResponse(
+        proto.error_body(exc.message, exc.error_type, exc.param, exc.code),
+        status_code=exc.status_code,
+    )
+
+
 @api.exception_handler(LLMError)
 async def _llm_error(_: Request, exc: LLMError) -> JSONResponse:
-    return JSONResponse(
-        proto.error_body(exc.message, exc.error_type, exc.param), status_code=exc.status_code
-    )
+    return _error(exc)
 
 
 @api.exception_handler(RequestValidationError)
 async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
-    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    if first.get("type") == "json_invalid":  # loc is ("body", offset)
+        where, message = None, f"the body is not valid JSON: {first['msg']} at {first['loc'][-1]}"
+    else:
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        message = f"{where}: {first['msg']}"
+    return JSONResponse(proto.error_body(message, "invalid_request_error", where), status_code=400)
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (no such route, a method not allowed) as OpenAI error bodies."""
+    kind = {404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
     return JSONResponse(
-        proto.error_body(f"{where}: {first['msg']}", "invalid_request_error", where),
-        status_code=400,
+        proto.error_body(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers
     )
+
+
+def _service() -> Any:
+    """The replica's :class:`LLMService` (what Serve hands the routes as ``self``)."""
+    return serve.get_replica_context().servable_object
+
+
+class _BodyLimit:
+    """Refuses a request body over ``EngineConfig.max_request_bytes`` (HTTP 400, an OpenAI
+    error body) before it is read whole or parsed: by its Content-Length, before a byte of it
+    is read; a body sent without one (chunked), as soon as it passes the limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = int(_service().config.max_request_bytes)
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > limit:
+                await _refuse_body(scope, receive, send, f"{declared:,} bytes", limit)
+            else:
+                await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:  # no length given: read it here, within the limit, and hand it on
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _refuse_body(scope, receive, send, f"more than {limit:,} bytes", limit)
+                return
+            if not message.get("more_body", False):
+                break
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse_body(scope: Scope, receive: Receive, send: Send, size: str, limit: int) -> None:
+    refused = RequestLimitError(
+        f"the request body is {size}; this server accepts at most {limit:,} bytes "
+        "(max_request_bytes)",
+        param=None,
+    )
+    await _error(refused)(scope, receive, send)
+
+
+api.add_middleware(_BodyLimit)
 
 
 class _Unauthorized(LLMError):
@@ -81,8 +166,10 @@ class LLMService(LLMServer):
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise _Unauthorized("missing or invalid API key", param=None)
 
-    async def _answer(self, requests: list[LLMRequest]) -> list[LLMResult]:
-        results = await self.generate(requests)
+    async def _answer(self, requests: list[LLMRequest], max_tokens_given: bool) -> list[LLMResult]:
+        # A client that disconnects cancels this task (Serve's proxy cancels the request and
+        # the replica cancels its task, Ray 2.60), and the engine drops its rows at once.
+        results = await self.generate(requests, max_tokens_must_fit=max_tokens_given)
         failed = proto.failed_result_error(results)
         if failed is not None:
             raise _EngineFailure(failed.error or "engine failure", failed.request_id)
@@ -96,8 +183,9 @@ class LLMService(LLMServer):
     @api.post("/v1/chat/completions")
     async def http_chat(self, body: proto.ChatBody, request: Request) -> dict[str, Any]:
         self._authorize(request)
-        llm_request = proto.chat_request(body, self.adapter_for_model(body.model))
-        (result,) = await self._answer([llm_request])
+        default = min(proto.CHAT_MAX_TOKENS, self.config.max_tokens_limit)
+        llm_request = proto.chat_request(body, self.adapter_for_model(body.model), default)
+        (result,) = await self._answer([llm_request], proto.chat_max_tokens_given(body))
         return proto.chat_response(result, body.model)
 
     @api.post("/v1/completions")
@@ -106,7 +194,8 @@ class LLMService(LLMServer):
     ) -> dict[str, Any]:
         self._authorize(request)
         requests = proto.completion_requests(body, self.adapter_for_model(body.model))
-        return proto.completion_response(await self._answer(requests), body.model)
+        # max_tokens defaults to 16 here, as OpenAI's and vLLM's: one given, it must fit
+        return proto.completion_response(await self._answer(requests, True), body.model)
 
     def model_info(self) -> ModelInfo:
         return self.info()
@@ -133,10 +222,12 @@ def llm_app(
     num_gpus: float | None = None,
     engine: Engine | None = None,
     quiet: bool = False,
+    resources: Mapping[str, float] | None = None,
 ) -> serve.Application:
     """The LLM service bound to its arguments, ready for ``serve.run``.
 
-    ``quiet``: warnings only, no log line per request (simulation runs).
+    ``quiet``: warnings only, no log line per request (simulation runs). ``resources``: the
+    custom resources its replica asks for (``cluster.placement``: a node that takes the LLM).
     """
     if num_gpus is None:
         num_gpus = 1 if config.engine == "vllm" else 0
@@ -144,21 +235,28 @@ def llm_app(
         name=LLM_DEPLOYMENT,
         num_replicas=1,
         max_ongoing_requests=4096,
-        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+        ray_actor_options={
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            "resources": dict(resources or {}),
+        },
         logging_config=_logging(quiet),
     )(LLMService)
     return deployment.bind(config, api_key, engine)
 
 
 def embedding_app(
-    max_batch_size: int = 64, num_cpus: float = 0, quiet: bool = False
+    max_batch_size: int = 64,
+    num_cpus: float = 0,
+    quiet: bool = False,
+    resources: Mapping[str, float] | None = None,
 ) -> serve.Application:
     """The embedding service bound to its arguments, ready for ``serve.run``."""
     deployment = serve.deployment(
         name=EMBEDDING_DEPLOYMENT,
         num_replicas=1,
         max_ongoing_requests=4096,
-        ray_actor_options={"num_cpus": num_cpus},
+        ray_actor_options={"num_cpus": num_cpus, "resources": dict(resources or {})},
         logging_config=_logging(quiet),
     )(EmbeddingService)
     return deployment.bind(max_batch_size)

@@ -40,3 +40,14 @@ class Engine(LLM, Protocol):
     def start(self) -> None: ...
 
     def info(self) -> ModelInfo: ...
+
+
+@runtime_checkable
+class ChecksLimits(Protocol):
+    """An engine that knows its model's context: it refuses, before any decoding, a request
+    that cannot fit it (the ``hf`` engine; vLLM and an OpenAI server refuse such rows
+    themselves)."""
+
+    async def check_limits(
+        self, requests: Sequence[LLMRequest], max_tokens_must_fit: bool = False
+    ) -> None: ...

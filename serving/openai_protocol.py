@@ -86,7 +86,7 @@ def _message_text(message: dict[str, Any], index: int) -> ChatMessage:
         texts = [
             p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
         ]
-        content = "".join(texts)
+        content = "".join(texts) if all(isinstance(t, str) for t in texts) else None
     if not isinstance(content, str):
         raise ProtocolError(f"messages[{index}].content must be text", param="messages")
     return ChatMessage(role=role, content=content)
@@ -106,14 +106,27 @@ def schema_of(response_format: ResponseFormat | None) -> dict[str, Any] | None:
     return response_format.json_schema.schema_
 
 
-def chat_request(body: ChatBody, adapter: str | None) -> LLMRequest:
-    """Our request for an OpenAI chat completion body."""
+CHAT_MAX_TOKENS = 256  # a chat body's max_tokens when it gives none
+
+
+def chat_max_tokens_given(body: ChatBody) -> bool:
+    """Whether a chat body sets its max_tokens (or max_completion_tokens): then it must fit the
+    context; without, the answer may take what the context leaves (as vLLM's server)."""
+    return body.max_completion_tokens is not None or body.max_tokens is not None
+
+
+def chat_request(
+    body: ChatBody, adapter: str | None, default_max_tokens: int = CHAT_MAX_TOKENS
+) -> LLMRequest:
+    """Our request for an OpenAI chat completion body (``default_max_tokens`` when it sets
+    none)."""
     _common(body)
     if not body.messages:
         raise ProtocolError("messages must not be empty", param="messages")
     messages = tuple(_message_text(m, i) for i, m in enumerate(body.messages))
     max_tokens = next(
-        (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), 256
+        (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None),
+        default_max_tokens,
     )  # a 0 given is refused as such, not read as "unset"
     return LLMRequest(
         messages=messages,

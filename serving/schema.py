@@ -23,6 +23,17 @@ from serving.types import InvalidSchemaError, LLMRequest
 _REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
 MAX_SCHEMA_BYTES = 64 * 1024  # as compact JSON
 MAX_SCHEMA_PROPERTIES = 256  # over the whole schema; a grammar's compile time grows ~n^2.2
+# Counted repetitions: xgrammar 0.2.8 keeps a bound up to 128 in its automaton, for free; above
+# that it counts in its parser's state, which grows with every character decoded, most for a
+# lower bound (measured on one row: minLength 128 +5 MB over 8,000 tokens, 256 +250 MB, 2,000
+# +700 MB over 3,000; 10^5 ran out of memory at 6,000 tokens; maxLength 10^5 +120 MB over
+# 8,000). A lower bound no answer within max_tokens could reach must not cost the replica.
+MAX_SCHEMA_LOWER_BOUND = 128  # minLength, minItems, minProperties, minContains
+MAX_SCHEMA_UPPER_BOUND = 8192  # maxLength, maxItems, maxProperties, maxContains
+_LOWER_BOUNDS = ("minLength", "minItems", "minProperties", "minContains")
+_UPPER_BOUNDS = ("maxLength", "maxItems", "maxProperties", "maxContains")
+_DATA_KEYS = ("enum", "const", "default", "examples")  # values, not schemas: not walked
+_NAMED_SCHEMAS = ("properties", "patternProperties", "dependentSchemas", "$defs", "definitions")
 
 
 def _retrieve_nothing(uri: str) -> Any:
@@ -87,6 +98,36 @@ def _properties(node: Any) -> int:
     return 0
 
 
+def _counted_bounds(node: Any, path: str = "") -> Iterator[tuple[str, str, float]]:
+    """Every repetition bound in a schema: (where, keyword, value)."""
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _counted_bounds(value, f"{path}/{i}")
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        here = f"{path}/{key}"
+        if key in _LOWER_BOUNDS + _UPPER_BOUNDS and type(value) in (int, float):
+            yield here, key, value
+        elif key in _NAMED_SCHEMAS and isinstance(value, dict):  # names (any word) to schemas
+            for name, sub in value.items():
+                yield from _counted_bounds(sub, f"{here}/{name}")
+        elif key not in _DATA_KEYS:
+            yield from _counted_bounds(value, here)
+
+
+def _check_bounds(schema: dict[str, Any], request_id: str | None) -> None:
+    """Bounds what a row's grammar may hold while it decodes: its counted repetitions."""
+    for where, key, value in _counted_bounds(schema):
+        most = MAX_SCHEMA_LOWER_BOUND if key in _LOWER_BOUNDS else MAX_SCHEMA_UPPER_BOUND
+        if value > most:
+            raise InvalidSchemaError(
+                f"the JSON schema's {key} at {where} is {value:,}; at most {most:,} is accepted",
+                request_id,
+                param="response_format",
+            )
+
+
 def _check_size(schema: dict[str, Any], request_id: str | None) -> None:
     """Bounds what a grammar compile may cost: the schema's size and its properties."""
     size = len(json.dumps(schema, separators=(",", ":")))
@@ -138,6 +179,7 @@ def check_schema(schema: Any, request_id: str | None = None) -> None:
             f"invalid JSON schema at {where}: {exc.message}", request_id, param="response_format"
         ) from None
     _check_size(schema, request_id)
+    _check_bounds(schema, request_id)
     _check_references(schema, request_id)
 
 

@@ -13,8 +13,8 @@ from serving.adapters import BASE_MODEL_ALIASES, check_adapter_name
 from serving.config import EngineConfig
 from serving.engines import make_engine
 from serving.engines.common import check_requests
-from serving.llm import LLM, Engine, ModelInfo
-from serving.types import LLMRequest, LLMResult, UnknownAdapterError
+from serving.llm import LLM, ChecksLimits, Engine, ModelInfo
+from serving.types import LLMRequest, LLMResult, RequestLimitError, UnknownAdapterError
 from serving.wrappers.recording import RecordingLLM, ReplayLLM
 
 
@@ -60,15 +60,34 @@ class LLMServer:
         return model
 
     def check(self, requests: Sequence[LLMRequest]) -> None:
-        """Raises for the first request the service must refuse, before any decoding."""
+        """Raises for the first request the service must refuse, before any decoding: an
+        unknown adapter, an invalid schema, ``max_tokens`` over ``config.max_tokens_limit``."""
         check_requests(requests, self.info().adapters)
+        limit = self.config.max_tokens_limit
+        for request in requests:
+            if request.max_tokens > limit:
+                raise RequestLimitError(
+                    f"max_tokens is {request.max_tokens:,}; this server allows at most "
+                    f"{limit:,} (max_tokens_limit)",
+                    request.request_id,
+                    param="max_tokens",
+                )
 
-    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
-        """Generates one result per request (see :class:`serving.llm.LLM`)."""
+    async def generate(
+        self, requests: Sequence[LLMRequest], *, max_tokens_must_fit: bool = False
+    ) -> list[LLMResult]:
+        """Generates one result per request (see :class:`serving.llm.LLM`), after
+        :meth:`check` and the engine's own limits (the model's context, for engines that know
+        it: :class:`~serving.llm.ChecksLimits`). A prompt that does not fit the context is
+        refused; a ``max_tokens`` that does not fit what it leaves is refused with
+        ``max_tokens_must_fit`` (the HTTP API, as vLLM's OpenAI server), else the answer ends
+        where the context does (finish reason ``"length"``, as vLLM's ``LLM``)."""
         requests = list(requests)
         self.check(requests)
         if not requests:
             return []
+        if isinstance(self.engine, ChecksLimits):
+            await self.engine.check_limits(requests, max_tokens_must_fit)
         if self._in_flight == 0:
             self._busy_since = time.perf_counter()
         self._in_flight += 1

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from serving.clients import ServeEmbedder, ServeLLM
 from serving.config import EngineConfig
@@ -23,6 +24,9 @@ class ServiceOptions:
     embeddings: bool = True
     llm_route: str = "/"
     quiet: bool = False  # Serve logs warnings only, no line per request (simulation runs)
+    # custom resources each replica asks for (cluster.placement: the nodes that take them)
+    llm_resources: Mapping[str, float] = field(default_factory=dict)
+    embedding_resources: Mapping[str, float] = field(default_factory=dict)
 
 
 def start_services(
@@ -49,13 +53,20 @@ def start_services(
     )
     log.info("starting the LLM service (%s, %s)", config.engine, config.model)
     serve.run(
-        llm_app(config, api_key=options.api_key, engine=engine, quiet=options.quiet),
+        llm_app(
+            config,
+            api_key=options.api_key,
+            engine=engine,
+            quiet=options.quiet,
+            resources=options.llm_resources,
+        ),
         name=LLM_APP,
         route_prefix=options.llm_route,
     )
     embedder = None
     if options.embeddings:
         log.info("starting the embedding service")
-        serve.run(embedding_app(quiet=options.quiet), name=EMBEDDING_APP, route_prefix=None)
+        app = embedding_app(quiet=options.quiet, resources=options.embedding_resources)
+        serve.run(app, name=EMBEDDING_APP, route_prefix=None)
         embedder = ServeEmbedder()
     return ServeLLM(), embedder

@@ -175,6 +175,7 @@ class LLMError(Exception):
 
     status_code = 400
     error_type = "invalid_request_error"
+    code: str | None = None  # the OpenAI error body's ``code``
 
     def __init__(self, message: str, request_id: str | None = None, param: str | None = None):
         super().__init__(message if request_id is None else f"request {request_id}: {message}")
@@ -212,6 +213,20 @@ class UnknownAdapterError(LLMError):
 
 class InvalidRequestError(LLMError, ValueError):
     """A request's parameter that no engine can run with (refused before any batching)."""
+
+
+class ContextLengthError(InvalidRequestError):
+    """A request that does not fit the model's context: its prompt, or, over HTTP, its prompt
+    and ``max_tokens`` together (refused as vLLM's OpenAI server does, not cut short)."""
+
+    code = "context_length_exceeded"
+
+
+class RequestLimitError(InvalidRequestError):
+    """A request beyond one of the server's limits (``EngineConfig.max_request_bytes``,
+    ``max_tokens_limit``)."""
+
+    code = "request_limit_exceeded"
 
 
 class InvalidAdapterNameError(LLMError):

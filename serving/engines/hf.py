@@ -14,6 +14,11 @@ Each row has its own LoRA adapter (peft-format folders, gathered per token run b
 :mod:`serving.engines.multi_lora`), sampling parameters, seeded generator, stop strings, token
 budget and, with a JSON schema, its own xgrammar matcher that masks the logits while it decodes.
 A row's answer does not depend on the rows it shares a pass with.
+
+Prompts are encoded in a tokenizer thread of their own before their rows join (one that cannot
+fit the context is refused by its length in characters, unencoded); a row decoding longer than
+``EngineConfig.max_decode_s`` ends with finish reason ``"length"``; a cancelled caller's rows
+leave before the next pass.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import queue
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +44,17 @@ from serving.engines.scheduler import Scheduler, SchedulerLimits
 from serving.llm import ModelInfo
 from serving.model_names import resolve_model
 from serving.seeds import derive_seed
-from serving.types import FinishReason, InvalidSchemaError, LLMRequest, LLMResult
+from serving.types import (
+    ContextLengthError,
+    FinishReason,
+    InvalidSchemaError,
+    LLMRequest,
+    LLMResult,
+)
 
 MB = 1 << 20
 GRAMMAR_CACHE_SIZE = 256  # compiled grammars kept (least recently used go first)
+ENCODED_KEPT = 256  # prompts encoded by check_limits, kept for the generate call that follows
 
 
 @dataclass(eq=False)
@@ -61,6 +75,7 @@ class _Row:
     cached_tokens: int = 0
     queue_length: int = 0
     admitted: float = 0.0
+    deadline: float = math.inf  # when the row stops decoding (EngineConfig.max_decode_s)
     peak_rows: int = 0
     matcher: Any = None  # xgrammar.GrammarMatcher or None
     generator: Any = None  # torch.Generator
@@ -100,6 +115,8 @@ class EngineStats:
     completion_tokens: int = 0
     forced_tokens: int = 0  # completion tokens the grammar forced (jump-forward, no pass each)
     requests: int = 0
+    cancelled: int = 0  # rows dropped because their caller went away
+    expired: int = 0  # rows ended by max_decode_s
 
 
 def grammar_key(schema: dict[str, Any]) -> str:
@@ -136,6 +153,9 @@ class HFEngine:
         )
         self._arrivals: queue.SimpleQueue[_Row | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Prompts are encoded here: off the callers' event loop and off the engine loop.
+        self._tokenizing = ThreadPoolExecutor(1, thread_name_prefix="hf-tokenize")
+        self._encoded: OrderedDict[int, tuple[LLMRequest, list[int]]] = OrderedDict()
         self._adapter_names: tuple[str, ...] = ()
         self._grammars: OrderedDict[str, Any] = OrderedDict()  # LRU of compiled grammars
         self._model: Any = None
@@ -148,6 +168,7 @@ class HFEngine:
         self._eos_ids: frozenset[int] = frozenset()
         self._vocab_size = 0
         self._max_len = 0
+        self._max_prompt_chars = 0  # more characters than this cannot fit the context
         self._threads: int | None = None
         self.batch_sizes: list[int] = []  # rows in each forward pass, in order
         self.stats = EngineStats()
@@ -186,6 +207,11 @@ class HFEngine:
         self._model = model
         self._forward = FlatForward(model)
         self._max_len = self.config.max_model_len or self._forward.max_len
+        # No token covers more characters than its own string has (byte-level BPE: one
+        # character per byte), so a prompt of more characters than the context times the
+        # longest token cannot fit: it is refused without being tokenized.
+        longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+        self._max_prompt_chars = self._max_len * max(longest, 1)
         if self.config.prefix_cache_mb > 0:
             self._prefix_cache = PrefixCache(self.config.prefix_cache_mb * MB)
         self._adapter_names = tuple(sorted(adapters))
@@ -198,6 +224,7 @@ class HFEngine:
             self._arrivals.put(None)
             self._thread.join()
             self._thread = None
+        self._tokenizing.shutdown(wait=False)
 
     def info(self) -> ModelInfo:
         """The configured base model and the adapters served."""
@@ -246,27 +273,138 @@ class HFEngine:
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         """Validates every request, then hands them to the engine loop and awaits the answers.
 
+        A row whose prompt cannot be encoded or does not fit the context (see
+        :meth:`check_limits`) fails alone at once, without joining the engine; one whose prompt
+        and ``max_tokens`` are over it ends where the context does. When the awaiting
+        caller is cancelled (a client that went away), its rows leave the engine before the next
+        forward pass.
+
         Raises:
             UnknownAdapterError: a request names an adapter not served.
             InvalidSchemaError: a request's schema is invalid or cannot be compiled.
         """
         arrival = time.perf_counter()
-        if self._thread is None:
-            raise RuntimeError("HFEngine.generate called before start()")
+        self._require_started()
         check_requests(requests, self._adapter_names)
         grammars = [await self._grammar(request) for request in requests]
+        prompts = await self._prompts(requests)
         loop = asyncio.get_running_loop()
-        rows = [
-            _Row(request, grammar, loop.create_future(), loop, arrival)
-            for request, grammar in zip(requests, grammars, strict=True)
-        ]
-        for row in rows:
-            self._arrivals.put(row)
+        rows = []
+        for request, grammar, prompt in zip(requests, grammars, prompts, strict=True):
+            row = _Row(request, grammar, loop.create_future(), loop, arrival)
+            if isinstance(prompt, list):
+                row.prompt = prompt
+                refused = self._context_error(request, len(prompt))
+                row.error = None if refused is None else refused.message
+            elif isinstance(prompt, ContextLengthError):
+                row.error = prompt.message
+            else:
+                row.error = f"encoding failed: {type(prompt).__name__}: {prompt}"
+            rows.append(row)
+        for row in rows:  # a row that cannot run fails alone, before it joins the engine
+            if row.error is None:
+                self._arrivals.put(row)
+            else:
+                row.finish_reason = "error"
+                row.future.set_result(self._result(row, time.perf_counter()))
         try:
             return list(await asyncio.gather(*(row.future for row in rows)))
         finally:
             for row in rows:
                 row.future.cancel()  # a cancelled caller's rows leave the engine at once
+
+    async def check_limits(
+        self, requests: Sequence[LLMRequest], max_tokens_must_fit: bool = False
+    ) -> None:
+        """Raises :class:`~serving.types.ContextLengthError` (HTTP 400) for the first request
+        that does not fit the model's context: a prompt of more characters than the context
+        could hold (not tokenized at all), a prompt of as many tokens as the context or more;
+        with ``max_tokens_must_fit``, also a prompt and ``max_tokens`` together over it.
+
+        As vLLM: its OpenAI server refuses a ``max_tokens`` the context cannot hold (the HTTP
+        API asks for that), its ``LLM`` (and this engine, for the handles) ends such a row with
+        finish reason ``"length"`` where the context ends. Prompts are encoded in the engine's
+        tokenizer thread, never on the caller's event loop or in the engine loop, and kept for
+        the :meth:`generate` call that follows. The service calls this before ``generate``;
+        alone, ``generate`` fails a prompt that does not fit by itself instead."""
+        self._require_started()
+        prompts = await self._prompts(requests)
+        for request, prompt in zip(requests, prompts, strict=True):
+            if isinstance(prompt, ContextLengthError):
+                raise prompt
+            if isinstance(prompt, list):
+                refused = self._context_error(request, len(prompt), max_tokens_must_fit)
+                if refused is not None:
+                    raise refused
+        for request, prompt in zip(requests, prompts, strict=True):
+            if isinstance(prompt, list):
+                self._encoded[id(request)] = (request, prompt)  # the entry keeps the id taken
+                while len(self._encoded) > ENCODED_KEPT:
+                    self._encoded.popitem(last=False)
+
+    def _require_started(self) -> None:
+        if self._thread is None:
+            raise RuntimeError("HFEngine used before start()")
+
+    def _context_error(
+        self, request: LLMRequest, tokens: int | None, max_tokens_must_fit: bool = False
+    ) -> ContextLengthError | None:
+        """Why a request does not fit the context (``tokens``: its prompt's; None: judge by its
+        characters; ``max_tokens_must_fit``: its prompt and ``max_tokens`` together), or None."""
+        context = self._max_len
+        where = "prompt" if request.prompt is not None else "messages"
+        if tokens is None:
+            chars = prompt_chars(request)
+            if chars <= self._max_prompt_chars:
+                return None
+            return ContextLengthError(
+                f"the prompt is {chars:,} characters; this model's context is {context} "
+                f"tokens, at most {self._max_prompt_chars:,} characters",
+                request.request_id,
+                param=where,
+            )
+        if tokens >= context:
+            return ContextLengthError(
+                f"the prompt is {tokens:,} tokens; this model's context is {context} tokens",
+                request.request_id,
+                param=where,
+            )
+        wanted = request.max_tokens
+        if max_tokens_must_fit and tokens + wanted > context:
+            return ContextLengthError(
+                f"max_tokens is too large: {wanted:,}; this model's context is {context} tokens "
+                f"and the prompt is {tokens:,} tokens ({wanted:,} > {context} - {tokens:,})",
+                request.request_id,
+                param="max_tokens",
+            )
+        return None
+
+    async def _prompts(self, requests: Sequence[LLMRequest]) -> list[list[int] | Exception]:
+        """Each request's prompt ids (kept by :meth:`check_limits`, else encoded in the
+        tokenizer thread), or why there are none: a :class:`ContextLengthError` for a prompt of
+        too many characters to fit (not encoded), the encoder's exception."""
+        prompts: list[list[int] | Exception | None] = []
+        for request in requests:
+            kept = self._encoded.pop(id(request), None)
+            if kept is not None and kept[0] is request:
+                prompts.append(kept[1])
+            else:
+                prompts.append(self._context_error(request, None))
+        todo = [r for r, p in zip(requests, prompts, strict=True) if p is None]
+        if todo:
+            loop = asyncio.get_running_loop()
+            encoded = iter(await loop.run_in_executor(self._tokenizing, self._encode_all, todo))
+            prompts = [next(encoded) if p is None else p for p in prompts]
+        return [p for p in prompts if p is not None]
+
+    def _encode_all(self, requests: list[LLMRequest]) -> list[list[int] | Exception]:
+        encoded: list[list[int] | Exception] = []
+        for request in requests:
+            try:
+                encoded.append(self._encode(request))
+            except Exception as exc:  # this request alone fails
+                encoded.append(exc)
+        return encoded
 
     async def _grammar(self, request: LLMRequest) -> Any:
         """The compiled grammar of a request's schema (None without one): compiled once, in a
@@ -310,6 +448,8 @@ class HFEngine:
                 plan: list[tuple[_Row, int]] = []
                 try:
                     self._drop_cancelled()
+                    if self.config.max_decode_s is not None:
+                        self._expire()
                     for row in scheduler.admit(self._admission_cost):
                         self._start_row(row)
                     self._reuse_prefixes()
@@ -345,17 +485,22 @@ class HFEngine:
             if row.future.cancelled():
                 scheduler.remove(row)
                 row.kv = None
+                self.stats.cancelled += 1
+
+    def _expire(self) -> None:
+        """Ends the running rows past their decoding deadline: finish reason ``"length"``, the
+        text so far (a constrained row's cut answer then fails its schema check)."""
+        now = time.perf_counter()
+        for row in [r for r in self._scheduler.running if now > r.deadline]:
+            row.finish_reason = "length"
+            self.stats.expired += 1
+            self._finish(row)
 
     def _admission_cost(self, row: _Row) -> int:
-        """Encodes the row's prompt (once) and returns the KV bytes it will hold."""
-        if not row.prompt and row.error is None:
-            try:
-                row.prompt = self._encode(row.request)
-            except Exception as exc:  # this request alone fails
-                row.error = f"encoding failed: {type(exc).__name__}: {exc}"
+        """The KV bytes the row will hold (its prompt and token budget, within the context)."""
+        if not row.capacity:
             row.bytes_per_token = self._forward.spec.bytes_per_token
-            wanted = len(row.prompt) + row.request.max_tokens
-            row.capacity = min(wanted, self._max_len) if row.error is None else 0
+            row.capacity = min(len(row.prompt) + row.request.max_tokens, self._max_len)
         return row.kv_bytes
 
     def _start_row(self, row: _Row) -> None:
@@ -363,14 +508,8 @@ class HFEngine:
         import xgrammar as xgr
 
         row.admitted = time.perf_counter()
-        if row.error is None and len(row.prompt) >= self._max_len:
-            row.error = (
-                f"the prompt has {len(row.prompt)} tokens; the model's context is {self._max_len}"
-            )
-        if row.error is not None:
-            row.finish_reason = "error"
-            self._finish(row)
-            return
+        if self.config.max_decode_s is not None:
+            row.deadline = row.admitted + self.config.max_decode_s
         row.generator = torch.Generator(device="cpu")
         row.generator.manual_seed(derive_seed(self.config.seed, row.request))
         row.matcher = None if row.grammar is None else xgr.GrammarMatcher(row.grammar)
@@ -550,6 +689,14 @@ class HFEngine:
         row.tokens.extend(ids)
         self.stats.forced_tokens += len(ids)
         return ids
+
+
+def prompt_chars(request: LLMRequest) -> int:
+    """The characters of a request's prompt, or of its messages' contents (fewer than its chat
+    template renders)."""
+    if request.prompt is not None:
+        return len(request.prompt)
+    return sum(len(m.content) for m in request.messages or ())
 
 
 def _resolve(future: asyncio.Future[LLMResult], result: LLMResult) -> None:

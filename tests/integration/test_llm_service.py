@@ -1,7 +1,9 @@
 """The LLM service on local Ray Serve: handles from actors, batching, the OpenAI HTTP app."""
 
 import asyncio
+import json
 import re
+import time
 
 import httpx
 import jsonschema
@@ -138,8 +140,6 @@ def test_openai_json_schema_answers_validate(client: openai.OpenAI) -> None:
                 temperature=0.7,
                 seed=3,
             )
-            import json
-
             jsonschema.validate(json.loads(answer.choices[0].message.content or ""), schema)
 
 
@@ -197,6 +197,76 @@ def test_openai_errors(client: openai.OpenAI, services: Services) -> None:
     wrong = openai.OpenAI(base_url=services.base_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()
+
+
+def _chat_body(content: str = "hi", **fields: object) -> dict:
+    return {"model": "alice", "messages": [{"role": "user", "content": content}], **fields}
+
+
+async def test_bad_requests_fail_alone_among_good_ones(services: Services) -> None:
+    """Bad requests sent with good ones: every bad one is a 400 naming its parameter, before
+    it joins a batch; every good one is answered."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    msg = '"messages": [{"role": "user", "content": "hi"}]'
+    ref = '"response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "#/x"}}}'
+    bad = [  # (param, the body as sent, what the message says): JSON may carry a lone
+        # surrogate, and Python's json reads NaN
+        ("seed", f'{{"model": "alice", {msg}, "seed": {2**64}}}', "seed must be in"),
+        (
+            "messages[0].content",
+            '{"model": "alice", "messages": [{"role": "user", "content": "\\ud800"}]}',
+            "messages[0].content is not text",
+        ),
+        ("temperature", f'{{"model": "alice", {msg}, "temperature": NaN}}', "temperature must"),
+        ("response_format", f'{{"model": "alice", {msg}, {ref}}}', "'#/x' points nowhere"),
+        (
+            "messages",
+            json.dumps(_chat_body("the market " * 80_000, max_tokens=4)),  # 880 kB
+            "the prompt is 880,000 characters; this model's context is 2048 tokens",
+        ),
+        ("max_tokens", json.dumps(_chat_body(max_tokens=10**9)), "max_tokens is 1,000,000,000;"),
+        (None, json.dumps(_chat_body("x" * 20_000_000)), "(max_request_bytes)"),  # 20 MB
+    ]
+    good = [
+        json.dumps(_chat_body(f"{PROMPTS[i % 3]} ({i})", max_tokens=12, temperature=0))
+        for i in range(10)
+    ]
+    url = f"{services.base_url}/chat/completions"
+    bodies = [body for _, body, _ in bad] + good
+    async with httpx.AsyncClient(timeout=120) as client:
+        answers = await asyncio.gather(
+            *(client.post(url, content=body, headers=headers) for body in bodies)
+        )
+    for (param, _, says), answer in zip(bad, answers, strict=False):
+        assert answer.status_code == 400, (param, answer.text)
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["param"] == param and says in error["message"], error
+    for answer in answers[len(bad) :]:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] > 0
+
+
+async def test_a_client_that_disconnects_stops_its_decoding(services: Services) -> None:
+    """Serve cancels the handler of a client that went away (Ray 2.60), and the engine drops
+    its row before its next pass."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": "tiny", "prompt": "At 07:30 the agent walks", "max_tokens": 2000}
+    body["temperature"] = 0  # the base model writes its 2,000 tokens (2-3 s) without a stop
+    before = len(await services.llm.batch_sizes())
+    async with httpx.AsyncClient(timeout=0.5) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{services.base_url}/completions", json=body, headers=headers)
+    gone = time.monotonic()
+    passes = len(await services.llm.batch_sizes())
+    while True:  # until no pass runs any more
+        await asyncio.sleep(0.5)
+        now = len(await services.llm.batch_sizes())
+        if now == passes:
+            break
+        passes = now
+        assert time.monotonic() - gone < 10, "still decoding"
+    assert 0 < passes - before < 1500  # it decoded, and stopped well before its 2,000 tokens
 
 
 async def test_openai_engine_against_our_http_app(services: Services) -> None:

@@ -40,6 +40,8 @@ def test_chat_body_becomes_a_request() -> None:
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "schema"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
         ({"messages": []}, "empty"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "text"),
+        ({"messages": [{"role": "user"}]}, "text"),
     ],
 )
 def test_unsupported_chat_bodies_are_refused(extra: dict, match: str) -> None:
@@ -83,3 +85,28 @@ def test_completion_response_format_constrains_each_prompt() -> None:
         }
     )
     assert [r.json_schema for r in proto.completion_requests(body, None)] == [PLAN, PLAN]
+
+
+def test_a_chat_body_without_max_tokens_takes_the_default_it_is_given() -> None:
+    bare = proto.ChatBody.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert not proto.chat_max_tokens_given(bare)
+    assert proto.chat_request(bare, None).max_tokens == proto.CHAT_MAX_TOKENS == 256
+    assert proto.chat_request(bare, None, default_max_tokens=64).max_tokens == 64
+    given = proto.ChatBody.model_validate({**bare.model_dump(), "max_completion_tokens": 9})
+    assert proto.chat_max_tokens_given(given)
+    assert proto.chat_request(given, None, default_max_tokens=64).max_tokens == 9
+
+
+def test_error_bodies_carry_the_code() -> None:
+    assert proto.error_body(
+        "m", "invalid_request_error", "max_tokens", "context_length_exceeded"
+    ) == {
+        "error": {
+            "message": "m",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "context_length_exceeded",
+        }
+    }

@@ -1,10 +1,17 @@
 """A request no engine can run is refused when it is made, naming the parameter."""
 
 import math
+import pickle
 
 import pytest
 
-from serving.types import InvalidRequestError, LLMError, LLMRequest
+from serving.types import (
+    ContextLengthError,
+    InvalidRequestError,
+    LLMError,
+    LLMRequest,
+    RequestLimitError,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,3 +45,22 @@ def test_a_bad_message_is_named_by_its_index() -> None:
 def test_good_values_pass() -> None:
     request = LLMRequest(prompt="hi", max_tokens=1, temperature=0.0, top_p=1.0, seed=2**63 - 1)
     assert request.seed == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ContextLengthError("too long", "r1", param="messages"), "context_length_exceeded"),
+        (RequestLimitError("too big", "r2", param="max_tokens"), "request_limit_exceeded"),
+        (InvalidRequestError("bad", "r3", param="seed"), None),
+    ],
+)
+def test_limit_errors_keep_their_fields_across_processes(error: LLMError, code: str | None):
+    again = pickle.loads(pickle.dumps(error))  # as Ray carries it to the caller
+    assert type(again) is type(error) and isinstance(again, InvalidRequestError)
+    assert (again.message, again.request_id, again.param) == (
+        error.message,
+        error.request_id,
+        error.param,
+    )
+    assert (again.code, again.status_code, again.error_type) == (code, 400, "invalid_request_error")
