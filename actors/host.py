@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -136,6 +137,7 @@ class AgentHost:
             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             baseline_rss_mb=self._baseline_rss_mb,
             agents=len(self.agents),
+            node=_node_id(),
         )
 
     async def names(self) -> list[str]:
@@ -315,6 +317,14 @@ class _HostedSpeaker:
     async def speak(self, other: str, transcript: Sequence[tuple[str, str]]) -> tuple[str, bool]:
         line = await self._host.speak(self._name, other, tuple(transcript), self._now, self._step)
         return line.text, line.end
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on, or ``"local"`` outside a Ray worker."""
+    ray = sys.modules.get("ray")  # imported only where Ray already runs this process
+    if ray is None or not ray.is_initialized():
+        return "local"
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _rss_mb() -> float:

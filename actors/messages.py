@@ -97,13 +97,15 @@ class InterviewAnswer:
 @dataclass(frozen=True)
 class HostUsage:
     """A host process: its pid, resident memory now and at its peak, before any agent was built
-    (``baseline_rss_mb``), and how many agents it holds."""
+    (``baseline_rss_mb``), how many agents it holds, and the Ray node it runs on (``"local"``
+    outside Ray)."""
 
     pid: int
     rss_mb: float
     peak_rss_mb: float
     baseline_rss_mb: float
     agents: int
+    node: str = "local"
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,12 @@ def write_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         payload = {"format": FORMAT, "version": VERSION, "step": step, "state": state}
-        with open(tmp / "state.msgpack", "wb") as f:
-            f.write(msgpack.packb(payload, use_bin_type=True))
         for name, write in (extra_files or {}).items():
             write(tmp / name)
+        with open(tmp / "state.msgpack", "wb") as f:  # last: the folder's mark of completion
+            f.write(msgpack.packb(payload, use_bin_type=True))
+            f.flush()
+            os.fsync(f.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -89,8 +91,13 @@ def read_checkpoint(run_dir: str | os.PathLike[str], step: int | None = None) ->
 
 
 def prune_after(run_dir: str | os.PathLike[str], step: int) -> list[int]:
-    """Deletes checkpoints after ``step`` (they belong to a discarded future); returns them."""
+    """Deletes checkpoints after ``step`` (they belong to a discarded future) and what a kill
+    left of a checkpoint being written (its temporary folder); returns the steps deleted."""
     gone = [s for s in checkpoint_steps(run_dir) if s > step]
     for s in gone:
         shutil.rmtree(checkpoint_dir(run_dir, s))
+    root = Path(run_dir) / "checkpoints"
+    if root.is_dir():
+        for unfinished in root.glob(".*"):
+            shutil.rmtree(unfinished, ignore_errors=True)
     return gone

@@ -172,15 +172,17 @@ def ray_host_factory(
     sequential: bool = False,
     collection_prefix: str = "simulacra",
 ) -> HostFactory:
-    """Hosts as Ray actors, each with the Serve clients and its own memory store.
+    """Hosts as Ray actors, each with the Serve clients and its own memory store, spread over
+    the cluster's nodes (``cluster.placement``).
 
     ``collection_prefix`` keeps one run's memories apart from another's on a Qdrant server.
     """
 
     def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
         from actors.host import remote_host
+        from cluster.placement import host_actor_options
 
-        actor = remote_host().remote(
+        actor = remote_host(**host_actor_options()).remote(
             list(personas),
             settings,
             seed,

@@ -57,6 +57,7 @@ RETRIEVALS = pa.schema(
     [
         pa.field("step", pa.int64()),
         pa.field("agent", pa.string(), nullable=False),
+        pa.field("retrieval_id", pa.string(), nullable=False),
         pa.field("query", pa.string(), nullable=False),
         pa.field("record_id", pa.string(), nullable=False),
         pa.field("recency_raw", pa.float64(), nullable=False),
@@ -70,13 +71,18 @@ RETRIEVALS = pa.schema(
         pa.field("returned", pa.bool_(), nullable=False),
     ]
 )
-"""``retrievals.parquet``: one row per candidate of every retrieval (the mind's traces)."""
+"""``retrievals.parquet``: one row per candidate of every retrieval (the mind's traces).
+
+``retrieval_id`` names the retrieval (one query of one agent: its rows share it), unique in the
+run and the same in a resumed run (``actors.mind.retrieval.RetrievalIds``); ``record_id`` is the
+candidate's, the key of ``memories.parquet``'s ``record_id``. Parts written before retrieval ids
+read back with nulls there."""
 
 MEMORIES = pa.schema(
     [
         pa.field("step", pa.int64(), nullable=False),
         pa.field("agent", pa.string(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
+        pa.field("record_id", pa.string(), nullable=False),
         pa.field("kind", pa.string(), nullable=False),
         pa.field("description", pa.string(), nullable=False),
         pa.field("created", pa.timestamp("s"), nullable=False),
@@ -89,7 +95,9 @@ MEMORIES = pa.schema(
     ]
 )
 """``memories.parquet``: every agent's memory records at the end of the run (and, per
-checkpoint, ``checkpoints/<step>/memories.parquet``)."""
+checkpoint, ``checkpoints/<step>/memories.parquet``). ``record_id`` is the record's id (``id`` in
+the checkpoint's records, ``MemoryRecord.id``), the key ``retrievals.record_id`` and
+``evidence`` refer to."""
 
 TABLES: dict[str, pa.Schema] = {
     "events": EVENTS,
@@ -110,7 +118,8 @@ def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def memory_rows(step: int, agent: str, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Memory records (``MemoryRecord.to_dict`` data) as rows of :data:`MEMORIES`."""
+    """Memory records (``MemoryRecord.to_dict`` data) as rows of :data:`MEMORIES` (a record's
+    ``id`` becomes the column ``record_id``)."""
     from datetime import datetime
 
     def when(value: str | None) -> datetime | None:
@@ -120,7 +129,7 @@ def memory_rows(step: int, agent: str, records: Iterable[dict[str, Any]]) -> lis
         {
             "step": step,
             "agent": agent,
-            "id": r["id"],
+            "record_id": r["id"],
             "kind": r["kind"],
             "description": r["description"],
             "created": when(r["created"]),

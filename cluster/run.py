@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import platform
+import signal
 import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,10 +24,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.mind.settings import MindSettings
-from cluster.checkpoints import checkpoint_steps, prune_after, read_checkpoint
+from cluster.checkpoints import CheckpointError, checkpoint_steps, prune_after, read_checkpoint
 from cluster.hosts import HostFactory, ray_host_factory
 from cluster.packing import auto_agents_per_host
 from cluster.progress import Progress
+from cluster.run_folder import RunFolderError, check_parts
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
 from scenarios.schema import Scenario
@@ -206,6 +209,7 @@ class Services:
         import ray
         from ray import serve
 
+        from cluster.placement import service_placement
         from cluster.ray_runtime import init_ray
         from serving.deployments import EMBEDDING_APP, LLM_APP
         from serving.service import ServiceOptions, start_services
@@ -223,7 +227,14 @@ class Services:
         if {LLM_APP, EMBEDDING_APP} <= running:
             log.warning("using the LLM and embedding services already running on the cluster")
         else:
-            start_services(engine, ServiceOptions(port=_free_port(), quiet=True))
+            placement = service_placement(ray.cluster_resources())
+            service_options = ServiceOptions(
+                port=_free_port(),
+                quiet=True,
+                llm_resources=placement.llm,
+                embedding_resources=placement.embedding,
+            )
+            start_services(engine, service_options)
             self.started = True
         return self
 
@@ -233,11 +244,11 @@ class Services:
 
         if not self.owns_ray:
             return
-        if self.started:
+        if not self.options.address:
+            ray.shutdown()  # the local cluster, services and all (serve.shutdown first: ~20 s)
+        elif self.started:
             with contextlib.suppress(Exception):
                 serve.shutdown()
-        if not self.options.address:
-            ray.shutdown()
 
 
 def _factory(options: RunOptions, settings: MindSettings, run_id: str) -> HostFactory:
@@ -305,6 +316,7 @@ def resume_run(
     if not ckpts:
         raise RunError(f"{run_dir}: no checkpoint to resume from")
     last = ckpts[-1]
+    check_resumable(run_dir, last)
     until_step = last + steps if steps is not None else int(manifest["target_step"])
     if until_step <= last:
         raise RunError(
@@ -327,6 +339,16 @@ def resume_run(
     return run_dir
 
 
+def check_resumable(run_dir: Path, step: int) -> None:
+    """Refuses a run folder whose checkpoint ``step`` or the table parts it lists are damaged
+    (the file named), before anything starts."""
+    try:
+        state = read_checkpoint(run_dir, step)
+        check_parts(run_dir, state.get("parts", {}))  # checkpoints before parts were listed: {}
+    except (CheckpointError, RunFolderError) as exc:
+        raise RunError(f"{exc}; nothing was run") from None
+
+
 def _execute(
     run_dir: Path,
     manifest: dict[str, Any],
@@ -339,6 +361,7 @@ def _execute(
     resume_from: int | None,
 ) -> None:
     progress = Progress(scenario, until_step, enabled=options.progress)
+    manifest.setdefault("stats", []).append({"from_step": resume_from or 0})
     status = "failed"
     sim: Simulation | None = None
     try:
@@ -346,6 +369,16 @@ def _execute(
             if factory is None:
                 stack.enter_context(Services(options, hosts=-(-len(scenario.agents) // per_host)))
                 factory = _factory(options, settings, run_dir.name)
+            saved = resume_from
+
+            def on_step(sim: Simulation) -> None:
+                nonlocal saved
+                progress.update(sim)
+                if sim.last_checkpoint_step != saved:  # the manifest follows every checkpoint
+                    saved = sim.last_checkpoint_step
+                    _record(manifest, sim, resume_from)
+                    write_manifest(run_dir, manifest)
+
             sim = Simulation(
                 scenario,
                 settings,
@@ -354,13 +387,13 @@ def _execute(
                 per_host,
                 checkpoint_every=options.checkpoint_every,
                 sequential=options.sequential,
-                on_step=progress.update,
+                on_step=on_step,
             )
             asyncio.run(_drive(sim, until_step, resume_from))
         status = "finished"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterrupted):
         status = "interrupted"
-        raise
+        raise KeyboardInterrupt from None
     except Exception as exc:
         manifest["error"] = f"{type(exc).__name__}: {exc}"
         raise
@@ -368,24 +401,60 @@ def _execute(
         progress.close()
         manifest.update(status=status, ended=_now())
         if sim is not None:
-            manifest["step"] = sim.step_no
-            stats = manifest.setdefault("stats", [])
-            stats.append({"from_step": resume_from or 0, **sim.stats.as_dict()})
+            _record(manifest, sim, resume_from)
         write_manifest(run_dir, manifest)
     if options.engine.model == "tiny" and options.progress:
         print(TINY_MODEL_NOTE)
 
 
+def _record(manifest: dict[str, Any], sim: Simulation, resume_from: int | None) -> None:
+    """Puts the run's progress in the manifest: the step of its last checkpoint (what a resume
+    starts from), where its hosts run, and the counters of this stretch (the last entry of
+    ``stats``: one per start or resume)."""
+    manifest["step"] = sim.last_checkpoint_step or 0
+    manifest["hosts"] = [
+        {"index": h.index, "node": sim.nodes.get(h.index), "agents": h.names} for h in sim.hosts
+    ]
+    manifest["stats"][-1] = {"from_step": resume_from or 0, **sim.stats.as_dict()}
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: the run stopped at a step's end with a checkpoint of it."""
+
+
 async def _drive(sim: Simulation, until_step: int, resume_from: int | None) -> None:
+    """Places the hosts, starts or resumes, runs and finishes. The first Ctrl-C ends the run
+    after the step in progress, with a checkpoint of it; a second stops at once (the last
+    checkpoint stays what a resume starts from)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if sim.stop_requested and main is not None:
+            loop.call_soon_threadsafe(main.cancel)
+            return
+        sim.request_stop()
+        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    previous = None
+    with contextlib.suppress(ValueError):  # signals are the main thread's
+        previous = signal.signal(signal.SIGINT, interrupt)
     sim.place_hosts()
     try:
         if resume_from is None:
             await sim.begin()
         else:
             await sim.resume(resume_from)
+        await sim.locate_hosts()
         await sim.run(until_step)
+        if sim.step_no < until_step:
+            raise RunInterrupted(f"stopped at step {sim.step_no}")
         await sim.finish()
+    except asyncio.CancelledError:
+        raise RunInterrupted("stopped at once") from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         await sim.close()
 
 

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.parquet as pq
+
 from actors.messages import MemoryExport, SeedMemory, StepResult, Transcript, WrittenByAgent
 from actors.mind.dialogue import Conversation, converse
 from actors.mind.events import Action, Observation
@@ -33,6 +35,7 @@ from cluster.checkpoints import checkpoint_dir, read_checkpoint, write_checkpoin
 from cluster.hosts import HostDiedError, HostFactory, PlacedHost
 from cluster.outputs import MEMORIES, RunTables, memory_rows, rows_table, write_table
 from cluster.packing import pack
+from cluster.run_folder import list_parts
 from cluster.world import World
 from scenarios.schema import Scenario
 from serving.files import atomic_write
@@ -58,6 +61,7 @@ class RunStats:
     recoveries: int = 0
     wall_s: float = 0.0
     per_step_s: list[float] = field(default_factory=list)
+    recovered: list[Recovery] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +72,27 @@ class RunStats:
             "tokens": self.tokens,
             "conversations": self.conversations,
             "recoveries": self.recoveries,
+            "recovered": [r.as_dict() for r in self.recovered],
             "wall_s": round(self.wall_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One recovery from dead hosts: when they were found dead, which, the checkpoint the run
+    went back to, and how long re-placing them and restoring every host took."""
+
+    at_step: int
+    hosts: tuple[int, ...]
+    to_step: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at_step": self.at_step,
+            "hosts": list(self.hosts),
+            "to_step": self.to_step,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -118,7 +142,9 @@ class Simulation:
         self.groups = pack([a.name for a in scenario.agents], agents_per_host)
         self.hosts: list[PlacedHost] = []
         self.host_of: dict[str, PlacedHost] = {}
+        self.nodes: dict[int, str] = {}  # host index -> the node it runs on (locate_hosts)
         self.last_checkpoint_step: int | None = None
+        self.stop_requested = False  # set by request_stop: the run ends at the next step's end
 
     # ---- time ---------------------------------------------------------------------------------
 
@@ -145,6 +171,16 @@ class Simulation:
         """Creates one host per group of agents."""
         for index in range(len(self.groups)):
             self._make_host(index)
+
+    async def locate_hosts(self) -> dict[int, str]:
+        """Asks every host which node it runs on (``nodes``: host index -> node id)."""
+        usage = await self._gather([h.host.usage() for h in self.hosts])
+        self.nodes = {h.index: u.node for h, u in zip(self.hosts, usage, strict=True)}
+        return self.nodes
+
+    def request_stop(self) -> None:
+        """Ends :meth:`run` after the step in progress (and a checkpoint of it): Ctrl-C."""
+        self.stop_requested = True
 
     async def begin(self) -> None:
         """A fresh run: seeds the scenario's memories, then writes checkpoint 0."""
@@ -185,23 +221,43 @@ class Simulation:
         self.last_checkpoint_step = step
 
     async def _recover(self, error: HostDiedError) -> None:
-        """Restarts dead hosts and rolls every host back to the last checkpoint."""
+        """Re-places dead hosts (every host of a lost node at once) and rolls every host back to
+        the last checkpoint; again while hosts die during the recovery itself."""
+        while True:
+            try:
+                await self._recover_once(error)
+                return
+            except HostDiedError as again:
+                error = again
+
+    async def _recover_once(self, error: HostDiedError) -> None:
+        started = time.perf_counter()
+        at_step = self.step_no
         self.stats.recoveries += 1
         if self.stats.recoveries > self.max_recoveries:
             raise RuntimeError(
                 f"{error}; gave up after {self.max_recoveries} recoveries"
             ) from error
-        log.warning("%s; restarting it from checkpoint %s", error, self.last_checkpoint_step)
-        for host in list(self.hosts):
-            alive = True
-            try:
-                await host.host.ping()
-            except HostDiedError:
-                alive = False
-            if not alive or host.index == error.index:
-                host.kill()
-                self._make_host(host.index)
-        await self.resume(self.last_checkpoint_step)
+        pings = await asyncio.gather(*[h.host.ping() for h in self.hosts], return_exceptions=True)
+        dead = [
+            h.index
+            for h, ping in zip(self.hosts, pings, strict=True)
+            if isinstance(ping, BaseException) or h.index == error.index
+        ]
+        log.warning(
+            "%s; %d host(s) dead (%s): re-placing them and going back to checkpoint %s",
+            error,
+            len(dead),
+            ", ".join(map(str, dead)),
+            self.last_checkpoint_step,
+        )
+        for index in dead:
+            self.hosts[index].kill()
+            self._make_host(index)
+        to_step = await self.resume(self.last_checkpoint_step)
+        await self.locate_hosts()
+        recovery = Recovery(at_step, tuple(dead), to_step, time.perf_counter() - started)
+        self.stats.recovered.append(recovery)
 
     # ---- running ------------------------------------------------------------------------------
 
@@ -209,10 +265,12 @@ class Simulation:
         """Steps until the clock reaches ``until_step``; checkpoints on the way and at the end."""
         started = time.perf_counter()
         try:
-            while self.step_no < until_step:
+            while self.step_no < until_step and not self.stop_requested:
+                await asyncio.sleep(0)  # a step that awaits nothing still lets signals in
                 try:
                     await self.step()
-                    if self.step_no % self.checkpoint_every == 0 or self.step_no == until_step:
+                    due = self.step_no % self.checkpoint_every == 0 or self.step_no == until_step
+                    if due or self.stop_requested:
                         await self.checkpoint()
                 except HostDiedError as exc:
                     await self._recover(exc)
@@ -374,6 +432,7 @@ class Simulation:
             "world": self.world.get_state(),
             "agents": agents,
             "memories": memories,
+            "parts": list_parts(self.run_dir, step),
         }
 
         def write_memories(path: Path) -> None:
@@ -399,7 +458,12 @@ class Simulation:
             raise RuntimeError("finish() before any checkpoint")
         source = checkpoint_dir(self.run_dir, self.last_checkpoint_step) / "memories.parquet"
         path = self.run_dir / "memories.parquet"
-        written["memories"] = atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
+        if "record_id" in pq.read_schema(source).names:
+            written["memories"] = atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
+        else:  # a checkpoint written before the column was named record_id (it was id)
+            table = pq.read_table(source)
+            names = ["record_id" if n == "id" else n for n in table.schema.names]
+            written["memories"] = write_table(table.rename_columns(names), path)
         return written
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from actors.mind.memory_store import MemoryStore
 from actors.mind.records import Kind, MemoryRecord, RecordIds, is_idle
-from actors.mind.retrieval import Trace, TraceRow, score
+from actors.mind.retrieval import RetrievalIds, Trace, TraceRow, score
 from actors.mind.settings import RetrievalSettings
 from serving.embedding import Embedder
 
@@ -28,8 +28,9 @@ class Memory:
         keep_traces: keep a trace row per candidate of every retrieval in ``traces``.
 
     Every record of the agent is made by :meth:`record`, which gives it the next id of the
-    agent's id source; the source is part of :meth:`get_state`, so a resumed run gives its
-    records the same ids as an uninterrupted one.
+    agent's id source; every retrieval (one query of :meth:`retrieve`) gets the next id of the
+    agent's retrieval id source. Both sources are part of :meth:`get_state`, so a resumed run
+    gives its records and retrievals the same ids as an uninterrupted one.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Memory:
     ) -> None:
         self.agent_id = agent_id
         self.ids = RecordIds(seed, agent_id)
+        self.retrieval_ids = RetrievalIds(self.ids.prefix)
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -78,12 +80,17 @@ class Memory:
         )
 
     def get_state(self) -> dict[str, Any]:
-        """The id source (the records themselves live in the store)."""
-        return {"record_ids": self.ids.get_state()}
+        """The id sources (the records themselves live in the store)."""
+        return {
+            "record_ids": self.ids.get_state(),
+            "retrieval_ids": self.retrieval_ids.get_state(),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         if "record_ids" in state:
             self.ids.set_state(state["record_ids"])
+        # A state from before retrieval ids has none: its counter reads as 0.
+        self.retrieval_ids.set_state(state.get("retrieval_ids") or {"counter": 0})
 
     async def remember(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         """Embeds the records' descriptions in one batch and stores them."""
@@ -151,8 +158,9 @@ class Memory:
             top = [records[i] for i in scored.order[:k].tolist()]
             out[query] = [replace(r, last_accessed=now) for r in top]
             returned.update((r.id, None) for r in top)
+            retrieval_id = self.retrieval_ids.next()  # counted with or without traces
             if self.keep_traces:
-                self.traces.append(Trace(query, ids, scored, k))
+                self.traces.append(Trace(retrieval_id, query, ids, scored, k))
         if returned:
             await self.store.touch(self.agent_id, list(returned), now)
         return out

@@ -12,28 +12,39 @@ Kind = Literal["observation", "reflection", "plan", "chat"]
 KINDS: tuple[Kind, ...] = ("observation", "reflection", "plan", "chat")
 
 
-class RecordIds:
-    """A deterministic source of record ids for one agent of one run (its memory owns it).
+class IdSequence:
+    """Deterministic ids: a prefix and a counter, formatted by ``form``. The counter is part of
+    its owner's state, so a resumed run hands out the same ids as an uninterrupted one."""
 
-    Ids are 32 hex characters (a valid uuid hex, as the Qdrant store needs): the first 16 hex of
-    ``sha256(f"{seed}:{agent}")`` then a 16-hex counter. The counter is part of the agent's state,
-    so a resumed run gives its records the same ids as an uninterrupted one.
-    """
+    form = "{prefix}{n}"
 
-    def __init__(self, seed: int, agent: str) -> None:
-        self.prefix = f"{derive(seed, agent, bits=64):016x}"
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
         self.counter = 0
 
     def next(self) -> str:
         """The next id."""
         self.counter += 1
-        return f"{self.prefix}{self.counter:016x}"
+        return self.form.format(prefix=self.prefix, n=self.counter)
 
     def get_state(self) -> dict[str, Any]:
         return {"counter": self.counter}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.counter = int(state["counter"])
+
+
+class RecordIds(IdSequence):
+    """The record ids of one agent of one run (its memory owns them).
+
+    Ids are 32 hex characters (a valid uuid hex, as the Qdrant store needs): the first 16 hex of
+    ``sha256(f"{seed}:{agent}")`` then a 16-hex counter.
+    """
+
+    form = "{prefix}{n:016x}"
+
+    def __init__(self, seed: int, agent: str) -> None:
+        super().__init__(f"{derive(seed, agent, bits=64):016x}")
 
 
 @dataclass(frozen=True)

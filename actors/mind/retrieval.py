@@ -11,7 +11,7 @@ from datetime import datetime
 
 import numpy as np
 
-from actors.mind.records import MemoryRecord
+from actors.mind.records import IdSequence, MemoryRecord
 from actors.mind.settings import RetrievalSettings
 
 
@@ -27,8 +27,9 @@ def min_max(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TraceRow:
-    """One candidate's numbers in one retrieval."""
+    """One candidate's numbers in one retrieval (``retrieval_id`` names the retrieval)."""
 
+    retrieval_id: str
     query: str
     record_id: str
     recency_raw: float
@@ -119,10 +120,19 @@ def _tie_broken_by_id(
     return out
 
 
+class RetrievalIds(IdSequence):
+    """The retrieval ids of one agent of one run (its memory owns them): the agent's record-id
+    prefix (:class:`actors.mind.records.RecordIds`), ``-r`` and a counter of the agent's
+    retrievals, 8 digits or more: ``"3f9c0d2a81b4e6f7-r00000012"``."""
+
+    form = "{prefix}-r{n:08d}"
+
+
 @dataclass(frozen=True)
 class Trace:
     """One retrieval's trace, in columns (cheap to keep; rows are made only when asked for)."""
 
+    retrieval_id: str
     query: str
     record_ids: tuple[str, ...]
     scored: Scored
@@ -133,6 +143,7 @@ class Trace:
         s = self.scored
         return [
             TraceRow(
+                retrieval_id=self.retrieval_id,
                 query=self.query,
                 record_id=self.record_ids[i],
                 recency_raw=float(s.recency_raw[i]),

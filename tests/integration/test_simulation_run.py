@@ -104,7 +104,7 @@ def test_the_town_runs_and_every_table_has_its_columns(recorded: tuple[Path, Pat
     assert {c["batch_size"] for c in calls if c["batch_size"]} != {1}  # batched across agents
     memories = pq.read_table(run / "memories.parquet").to_pylist()
     assert {m["agent"] for m in memories} == names
-    assert len({m["id"] for m in memories}) == len(memories)
+    assert len({m["record_id"] for m in memories}) == len(memories)
     manifest = read_manifest(run)
     assert manifest["status"] == "finished" and manifest["step"] == STEPS
     assert checkpoint_steps(run) == [0, 6, 12]

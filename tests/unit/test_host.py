@@ -143,7 +143,7 @@ async def test_drain_returns_calls_and_retrievals_then_empties() -> None:
     assert drained.llm_calls and drained.retrievals
     assert {r["agent"] for r in drained.retrievals} <= {ISABELLA, KLAUS}
     assert any(r["agent"] == ISABELLA for r in drained.retrievals)
-    assert {"agent", "query", "record_id", "score", "rank", "returned"} <= set(
+    assert {"agent", "retrieval_id", "query", "record_id", "score", "rank", "returned"} <= set(
         drained.retrievals[0]
     )
     assert msgpack.unpackb(msgpack.packb(drained.retrievals)) == list(drained.retrievals)

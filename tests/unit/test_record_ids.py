@@ -1,4 +1,5 @@
-"""Deterministic record ids: per agent and seed, given by the agent's memory, resumable."""
+"""Deterministic record and retrieval ids: per agent and seed, given by the agent's memory,
+resumable."""
 
 import asyncio
 import hashlib
@@ -66,7 +67,7 @@ def test_a_record_gets_its_id_from_its_agents_memory_and_from_nowhere_else() -> 
     ids = RecordIds(4, "a")
     made = [memory.record("observation", f"x{i}", START, 3) for i in range(2)]
     assert [r.id for r in made] == [ids.next(), ids.next()]
-    assert memory.get_state() == {"record_ids": {"counter": 2}}
+    assert memory.get_state() == {"record_ids": {"counter": 2}, "retrieval_ids": {"counter": 0}}
     with pytest.raises(TypeError, match="id"):  # no record without an id from a source
         MemoryRecord("a", "observation", "x", START, 3)  # type: ignore[call-arg]
 
@@ -107,3 +108,63 @@ async def test_the_same_seed_gives_the_same_ids_and_a_resumed_run_the_same_recor
     assert not {r.id for r in await other_seed.memory.records()} & {
         r.id for r in await whole.memory.records()
     }
+
+
+async def _remembering(memory: Memory, n: int) -> None:
+    await memory.remember(
+        [memory.record("observation", f"the stove is hot {i}", START, 3) for i in range(n)]
+    )
+
+
+async def test_two_retrievals_with_the_same_query_in_one_step_get_different_ids() -> None:
+    memory = Memory("a", InMemoryStore(dim=64), HashEmbedder(), MindSettings().retrieval, seed=4)
+    await _remembering(memory, 3)
+    await memory.retrieve(["the stove"], START)
+    await memory.retrieve(["the stove"], START)  # the same agent, query and game time
+    await memory.retrieve(["the stove", "the stove"], START)  # twice in one call, too
+    rows = memory.drain_traces()
+    by_id: dict[str, list] = {}
+    for row in rows:
+        by_id.setdefault(row.retrieval_id, []).append(row)
+    prefix = RecordIds(4, "a").prefix
+    assert list(by_id) == [f"{prefix}-r{i:08d}" for i in (1, 2, 3, 4)]  # in order, none shared
+    for one in by_id.values():  # a retrieval's rows: every candidate once, ranked 0..n-1
+        assert sorted(r.rank for r in one) == [0, 1, 2]
+        assert len({r.record_id for r in one}) == 3
+    assert memory.get_state()["retrieval_ids"] == {"counter": 4}
+
+
+async def test_retrieval_ids_survive_get_state_and_set_state() -> None:
+    store = InMemoryStore(dim=64)
+    memory = Memory("a", store, HashEmbedder(), MindSettings().retrieval, seed=4)
+    await _remembering(memory, 2)
+    await memory.retrieve(["x"], START)
+    saved = memory.get_state()
+    await memory.retrieve(["x"], START)
+    later = [r.retrieval_id for r in memory.drain_traces()][-1]
+    # a restored memory (a rollback to the checkpoint, or a new host) continues the sequence
+    for twin in (memory, Memory("a", store, HashEmbedder(), MindSettings().retrieval, seed=4)):
+        twin.set_state(saved)
+        await twin.retrieve(["x"], START)
+        assert {r.retrieval_id for r in twin.drain_traces()} == {later}
+    # a state from before retrieval ids (only record ids) reads as counter 0
+    memory.set_state({"record_ids": saved["record_ids"]})
+    assert memory.retrieval_ids.counter == 0
+    await memory.retrieve(["x"], START)
+    assert {r.retrieval_id for r in memory.drain_traces()} == {f"{memory.ids.prefix}-r00000001"}
+
+
+async def test_an_agents_retrieval_ids_are_in_its_state_and_a_resumed_agent_continues() -> None:
+    whole = make_agent(ISABELLA, 5)
+    await live(whole, range(20))
+    first_half = make_agent(ISABELLA, 5)
+    await live(first_half, range(10))
+    store = InMemoryStore(dim=64)
+    store.set_state(first_half.memory.store.get_state())  # type: ignore[attr-defined]
+    resumed = make_agent(ISABELLA, 5, store)
+    resumed.set_state(first_half.get_state())
+    await live(resumed, range(10, 20))
+    ids = [r.retrieval_id for r in whole.memory.drain_traces()]
+    assert ids and whole.get_state()["retrieval_ids"]["counter"] == len(dict.fromkeys(ids))
+    halves = first_half.memory.drain_traces() + resumed.memory.drain_traces()
+    assert [r.retrieval_id for r in halves] == ids

@@ -1,8 +1,9 @@
 """The driver in one process: hosts are local objects, the model is scripted (no Ray here).
 
-What is checked: every table gets rows with its documented columns, agents that only continue
-make no model call, checkpoints, a run interrupted and resumed equals one that was not, and a
-host that dies mid-run is restarted with nothing lost or duplicated.
+What is checked: every table gets rows with its documented columns, retrievals join memories on
+``record_id``, agents that only continue make no model call, checkpoints, a run interrupted and
+resumed equals one that was not (retrieval ids included), and a host that dies mid-run is
+restarted with nothing lost or duplicated.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from actors.mind.memory_store import InMemoryStore
-from cluster.checkpoints import checkpoint_steps, read_checkpoint
+from cluster.checkpoints import checkpoint_dir, checkpoint_steps, read_checkpoint
 from cluster.hosts import HostDiedError, PlacedHost, local_host_factory
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.simulation import Simulation
@@ -165,6 +166,42 @@ async def test_a_run_writes_every_table_with_its_columns(tmp_path: Path) -> None
     assert sim.stats.thinking_steps < sim.stats.agent_steps
 
 
+async def test_retrievals_join_memories_on_record_id(tmp_path: Path) -> None:
+    await full_run(Setup(tmp_path), "run", 12)
+    run = tmp_path / "run"
+    retrievals = pq.read_table(run / "retrievals.parquet")
+    memories = pq.read_table(run / "memories.parquet")
+    assert "record_id" in memories.schema.names and "id" not in memories.schema.names
+    # every candidate of every retrieval is one of its agent's records, found by the join
+    kept = memories.select(["agent", "record_id", "kind", "description"])
+    joined = retrievals.join(kept, keys=["agent", "record_id"], join_type="inner")
+    assert retrievals.num_rows > 0 and joined.num_rows == retrievals.num_rows
+    assert None not in joined.column("description").to_pylist()
+    # a retrieval's rows share its id: one agent, query and step; each candidate ranked once
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in retrievals.to_pylist():
+        by_id.setdefault(row["retrieval_id"], []).append(row)
+    for rid, rows in by_id.items():
+        assert len({(r["agent"], r["query"], r["step"]) for r in rows}) == 1, rid
+        assert sorted(r["rank"] for r in rows) == list(range(len(rows))), rid
+        assert len({r["record_id"] for r in rows}) == len(rows), rid
+    # the case the ids are for: one agent asks the same query more than once in a step
+    repeated = Counter((r[0]["agent"], r[0]["step"], r[0]["query"]) for r in by_id.values())
+    assert max(repeated.values()) >= 2
+
+
+async def test_a_checkpoint_from_before_record_id_still_finishes(tmp_path: Path) -> None:
+    sim = await full_run(Setup(tmp_path), "run", 4)
+    run = tmp_path / "run"
+    assert sim.last_checkpoint_step is not None
+    saved = checkpoint_dir(run, sim.last_checkpoint_step) / "memories.parquet"
+    new = pq.read_table(saved)
+    old = new.rename_columns(["id" if n == "record_id" else n for n in new.schema.names])
+    pq.write_table(old, saved)  # as versions before record_id wrote it
+    await sim.finish()
+    assert pq.read_table(run / "memories.parquet").equals(new)
+
+
 async def test_conversations_run_between_hosts(tmp_path: Path) -> None:
     setup = Setup(tmp_path, per_host=1)
     sim = await full_run(setup, "run", 12)
@@ -239,7 +276,7 @@ async def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path
     await second.run(12)
     await second.finish()
     assert final_state(tmp_path / "b" / "run") == final_state(tmp_path / "a" / "run")
-    for table in ("events", "llm_calls", "memories"):
+    for table in ("events", "llm_calls", "retrievals", "memories"):
         a = pq.read_table(tmp_path / "a" / "run" / f"{table}.parquet")
         b = pq.read_table(tmp_path / "b" / "run" / f"{table}.parquet")
         drop = [c for c in ("latency_s", "engine_s", "request_id") if c in a.schema.names]
@@ -289,6 +326,13 @@ async def test_a_host_that_dies_is_restarted_and_nothing_is_lost(tmp_path: Path)
         ids = [r["id"] for r in mem["records"]]
         assert len(ids) == len(set(ids))
     assert state == final_state(tmp_path / "a" / "run")
+    rows = {
+        run: sorted(
+            pq.read_table(tmp_path / run / "run" / "retrievals.parquet").to_pylist(), key=repr
+        )
+        for run in ("a", "b")
+    }
+    assert rows["b"] == rows["a"]  # the replayed retrievals got the ids they had the first time
 
 
 async def test_an_imported_generative_agents_scenario_runs(tmp_path: Path) -> None:

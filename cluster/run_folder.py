@@ -1,0 +1,52 @@
+"""A run folder's integrity: the table parts each checkpoint vouches for, checked before a resume.
+
+Every checkpoint lists the table parts written up to it (``parts``: file name -> rows). Before a
+run resumes, every part its checkpoint lists must be there and readable with that many rows, so
+a deleted or truncated part is refused with the file named before any step runs, instead of
+being noticed (or not) after the new steps ran. Parts after the checkpoint belong to a discarded
+future and are deleted on resume (``RunTables.discard_after``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+
+class RunFolderError(Exception):
+    """A run folder that is damaged (names the file and what is wrong)."""
+
+
+def list_parts(run_dir: str | os.PathLike[str], up_to_step: int) -> dict[str, int]:
+    """The table parts of steps up to ``up_to_step`` (name -> rows), read from their footers."""
+    parts_dir = Path(run_dir) / "parts"
+    if not parts_dir.is_dir():
+        return {}
+    found = {}
+    for part in sorted(parts_dir.glob("*.parquet")):
+        if _part_step(part) <= up_to_step:
+            found[part.name] = pq.read_metadata(part).num_rows
+    return found
+
+
+def check_parts(run_dir: str | os.PathLike[str], parts: dict[str, int]) -> None:
+    """Raises :class:`RunFolderError` naming the first listed part that is missing, unreadable
+    or holds another number of rows than its checkpoint recorded."""
+    parts_dir = Path(run_dir) / "parts"
+    for name, rows in sorted(parts.items()):
+        path = parts_dir / name
+        if not path.is_file():
+            raise RunFolderError(f"{path}: missing (its checkpoint lists it with {rows} rows)")
+        try:
+            found = pq.read_metadata(path).num_rows
+            pq.read_table(path)  # the pages themselves, not only the footer
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise RunFolderError(f"{path}: unreadable ({exc})") from None
+        if found != rows:
+            raise RunFolderError(f"{path}: {found} rows, its checkpoint lists {rows}")
+
+
+def _part_step(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])

@@ -1,0 +1,228 @@
+"""Runs on a Ray cluster of several nodes on this machine (Ray's own ``cluster_utils.Cluster``):
+a head, a node with the LLM's custom resource and two plain workers. The runs are driven from
+the command line with ``--address``, as on a real cluster.
+
+One recorded run is the reference; a replayed run loses a worker node (every host on it at once)
+mid-run and must finish in exactly the reference's state; another replayed run has its driver
+killed with SIGKILL and must be finished identically by ``simulacra resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from cluster.checkpoints import checkpoint_steps, read_checkpoint
+from cluster.placement import LLM_RESOURCE
+from scenarios.synthetic import synthetic_town, write_scenario
+
+pytestmark = pytest.mark.integration
+
+STEPS, EVERY, PER_HOST, SEED = 16, 4, 2, 11
+
+
+@dataclass
+class LocalCluster:
+    cluster: Any  # ray.cluster_utils.Cluster
+    llm_node: Any
+    workers: list[Any]
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+
+@pytest.fixture(scope="module")
+def local_cluster() -> Iterator[LocalCluster]:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    llm_node = cluster.add_node(num_cpus=1, resources={LLM_RESOURCE: 1})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield LocalCluster(cluster, llm_node, workers)
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "town10.yaml"
+    write_scenario(synthetic_town(10, seed=3), path)
+    return path
+
+
+def simulacra(*args: str, wait: bool = True) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "cluster.cli", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-4000:]
+    return process
+
+
+def run_args(scenario: Path, out: Path, address: str, *extra: str) -> list[str]:
+    return [
+        "run",
+        str(scenario),
+        "--model",
+        "tiny",
+        "--steps",
+        str(STEPS),
+        "--checkpoint-every",
+        str(EVERY),
+        "--agents-per-host",
+        str(PER_HOST),
+        "--seed",
+        str(SEED),
+        "--address",
+        address,
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    path = run / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pause_at_step(run: Path, process: subprocess.Popen[str], step: int) -> dict[str, Any]:
+    """Waits until the run's manifest says it checkpointed ``step`` (or later), then freezes the
+    driver (SIGSTOP), so what the test does next happens mid-run; returns the manifest."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        found = manifest(run)
+        if found.get("step", 0) >= step and found.get("hosts"):
+            process.send_signal(signal.SIGSTOP)
+            found = manifest(run)
+            assert found["step"] < STEPS, "the run ended before the test could interrupt it"
+            return found
+        assert process.poll() is None, f"the run ended before step {step}"
+        time.sleep(0.01)
+    raise AssertionError(f"{run} never reached step {step}")
+
+
+def final_state(run: Path) -> dict[str, Any]:
+    state = read_checkpoint(run)
+    for memory in state["memories"].values():
+        memory.pop("vectors")
+    state.pop("parts")
+    return state
+
+
+def events(run: Path) -> list[tuple[str, ...]]:
+    rows = pq.read_table(run / "events.parquet").to_pylist()
+    return sorted(tuple(str(v) for v in r.values()) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def recorded(
+    local_cluster: LocalCluster, scenario: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """The reference: an uninterrupted run on the cluster, every answer recorded."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    recording = tmp / "answers.msgpack"
+    run = tmp / "run"
+    simulacra(*run_args(scenario, run, local_cluster.address, "--record", str(recording)))
+    return run, recording
+
+
+def node_ids(cluster: LocalCluster) -> dict[str, str]:
+    nodes = {"head": cluster.cluster.head_node, "llm": cluster.llm_node}
+    nodes.update({f"worker{i}": w for i, w in enumerate(cluster.workers)})
+    return {n.node_id: name for name, n in nodes.items()}
+
+
+def lose_node(cluster: LocalCluster, node: Any) -> None:
+    """The node is gone as a lost machine is: its raylet and every worker process on it
+    (Ray's ``remove_node`` kills the raylet; the workers it spawned are killed here)."""
+    import psutil
+    from ray._private import ray_constants
+
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    workers = psutil.Process(raylet).children(recursive=True)
+    for worker in workers:
+        worker.kill()
+    cluster.cluster.remove_node(node, allow_graceful=False)
+    cluster.workers.remove(node)
+    psutil.wait_procs(workers, timeout=10)
+
+
+def test_hosts_spread_over_the_nodes_and_the_llm_on_its_node(
+    recorded: tuple[Path, Path], local_cluster: LocalCluster
+) -> None:
+    run, _ = recorded
+    found = manifest(run)
+    assert found["status"] == "finished" and found["step"] == STEPS
+    names = node_ids(local_cluster)
+    placed = {names[h["node"]] for h in found["hosts"]}
+    assert len(found["hosts"]) == 10 // PER_HOST
+    assert len(placed) > 1, found["hosts"]  # Ray's placement, as each host reported it
+
+
+def test_a_lost_node_is_recovered_and_the_run_ends_as_uninterrupted(
+    recorded: tuple[Path, Path], local_cluster: LocalCluster, scenario: Path, tmp_path: Path
+) -> None:
+    reference, recording = recorded
+    run = tmp_path / "run"
+    process = simulacra(
+        *run_args(scenario, run, local_cluster.address, "--replay", str(recording)), wait=False
+    )
+    placed = pause_at_step(run, process, EVERY)
+    by_id = {w.node_id: w for w in local_cluster.workers}
+    victims = [h["node"] for h in placed["hosts"] if h["node"] in by_id]
+    assert victims, f"no host on a worker node: {placed['hosts']}"
+    lost = victims[0]
+    lose_node(local_cluster, by_id[lost])
+    process.send_signal(signal.SIGCONT)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-4000:]
+
+    found = manifest(run)
+    (stretch,) = found["stats"]
+    assert stretch["recoveries"] >= 1, stretch
+    lost_hosts = {h["index"] for h in placed["hosts"] if h["node"] == lost}
+    replaced = {i for r in stretch["recovered"] for i in r["hosts"]}
+    assert lost_hosts <= replaced, stretch["recovered"]
+    assert all(h["node"] != lost for h in found["hosts"])  # re-placed on the nodes left
+    state = final_state(run)
+    for memory in state["memories"].values():
+        ids = [r["id"] for r in memory["records"]]
+        assert len(ids) == len(set(ids))
+    assert state == final_state(reference)
+    assert events(run) == events(reference)
+
+
+def test_a_killed_driver_is_finished_by_resume_identically(
+    recorded: tuple[Path, Path], local_cluster: LocalCluster, scenario: Path, tmp_path: Path
+) -> None:
+    reference, recording = recorded
+    run = tmp_path / "run"
+    process = simulacra(
+        *run_args(scenario, run, local_cluster.address, "--replay", str(recording)), wait=False
+    )
+    pause_at_step(run, process, EVERY)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    killed_at = checkpoint_steps(run)
+    assert manifest(run)["status"] == "running" and killed_at[-1] < STEPS
+
+    simulacra("resume", str(run), "--address", local_cluster.address, "--no-progress")
+    found = manifest(run)
+    assert found["status"] == "finished" and found["step"] == STEPS
+    assert [r["from_step"] for r in found["resumes"]] == [killed_at[-1]]
+    assert final_state(run) == final_state(reference)
+    assert events(run) == events(reference)
