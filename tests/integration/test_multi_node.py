@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster.checkpoints import checkpoint_steps, read_checkpoint
-from cluster.placement import LLM_RESOURCE
+from cluster.local_cluster import LocalCluster, lose_node, start_local_cluster
 from scenarios.synthetic import synthetic_town, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -32,26 +31,10 @@ pytestmark = pytest.mark.integration
 STEPS, EVERY, PER_HOST, SEED = 16, 4, 2, 11
 
 
-@dataclass
-class LocalCluster:
-    cluster: Any  # ray.cluster_utils.Cluster
-    llm_node: Any
-    workers: list[Any]
-
-    @property
-    def address(self) -> str:
-        return str(self.cluster.address)
-
-
 @pytest.fixture(scope="module")
 def local_cluster() -> Iterator[LocalCluster]:
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    llm_node = cluster.add_node(num_cpus=1, resources={LLM_RESOURCE: 1})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    yield LocalCluster(cluster, llm_node, workers)
+    cluster = start_local_cluster(workers=2)
+    yield cluster
     cluster.shutdown()
 
 
@@ -140,34 +123,13 @@ def recorded(
     return run, recording
 
 
-def node_ids(cluster: LocalCluster) -> dict[str, str]:
-    nodes = {"head": cluster.cluster.head_node, "llm": cluster.llm_node}
-    nodes.update({f"worker{i}": w for i, w in enumerate(cluster.workers)})
-    return {n.node_id: name for name, n in nodes.items()}
-
-
-def lose_node(cluster: LocalCluster, node: Any) -> None:
-    """The node is gone as a lost machine is: its raylet and every worker process on it
-    (Ray's ``remove_node`` kills the raylet; the workers it spawned are killed here)."""
-    import psutil
-    from ray._private import ray_constants
-
-    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    workers = psutil.Process(raylet).children(recursive=True)
-    for worker in workers:
-        worker.kill()
-    cluster.cluster.remove_node(node, allow_graceful=False)
-    cluster.workers.remove(node)
-    psutil.wait_procs(workers, timeout=10)
-
-
 def test_hosts_spread_over_the_nodes_and_the_llm_on_its_node(
     recorded: tuple[Path, Path], local_cluster: LocalCluster
 ) -> None:
     run, _ = recorded
     found = manifest(run)
     assert found["status"] == "finished" and found["step"] == STEPS
-    names = node_ids(local_cluster)
+    names = local_cluster.node_names()
     placed = {names[h["node"]] for h in found["hosts"]}
     assert len(found["hosts"]) == 10 // PER_HOST
     assert len(placed) > 1, found["hosts"]  # Ray's placement, as each host reported it

@@ -1,0 +1,71 @@
+"""A Ray cluster of several nodes on this one machine (Ray's ``cluster_utils.Cluster``): a head,
+a node with the LLM's custom resource and plain workers; for tests and benchmarks of multi-node
+runs, and for trying ``--address`` without machines. :func:`lose_node` takes a node away as a
+lost machine goes: its raylet and every worker process on it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.placement import LLM_RESOURCE
+
+
+@dataclass
+class LocalCluster:
+    """The cluster and its nodes (``ray._private.node.Node``)."""
+
+    cluster: Any  # ray.cluster_utils.Cluster
+    llm_node: Any
+    workers: list[Any]
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    def node_names(self) -> dict[str, str]:
+        """Node id -> ``head``, ``llm`` or ``worker<i>``."""
+        nodes = {"head": self.cluster.head_node, "llm": self.llm_node}
+        nodes.update({f"worker{i}": w for i, w in enumerate(self.workers)})
+        return {n.node_id: name for name, n in nodes.items()}
+
+    def shutdown(self) -> None:
+        """Stops every node (this process leaves the cluster first, if it joined it)."""
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        self.cluster.shutdown()
+
+
+def start_local_cluster(workers: int = 2, cpus_per_node: int = 1) -> LocalCluster:
+    """Starts the head, the LLM node and ``workers`` plain workers; waits until all are up."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node})
+    llm_node = cluster.add_node(num_cpus=cpus_per_node, resources={LLM_RESOURCE: 1})
+    nodes = [cluster.add_node(num_cpus=cpus_per_node) for _ in range(workers)]
+    cluster.wait_for_nodes()
+    return LocalCluster(cluster, llm_node, nodes)
+
+
+def lose_node(local: LocalCluster, node: Any) -> None:
+    """Takes ``node`` (a worker) away: its worker processes killed, then its raylet (Ray's
+    ``remove_node`` alone kills the raylet and leaves the workers it spawned answering)."""
+    import psutil
+    from ray._private import ray_constants
+
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    workers = {p.pid: p for p in psutil.Process(raylet).children(recursive=True)}
+    mark = f"--raylet-name={node._raylet_socket_name}"  # every worker the raylet started
+    for process in psutil.process_iter(["cmdline"]):
+        if mark in (process.info["cmdline"] or []):
+            workers[process.pid] = process
+    for worker in workers.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
+    local.cluster.remove_node(node, allow_graceful=False)
+    local.workers.remove(node)
+    psutil.wait_procs(list(workers.values()), timeout=10)
