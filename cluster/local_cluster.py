@@ -59,10 +59,10 @@ def lose_node(local: LocalCluster, node: Any) -> None:
 
     raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
     workers = {p.pid: p for p in psutil.Process(raylet).children(recursive=True)}
-    mark = f"--raylet-name={node._raylet_socket_name}"  # every worker the raylet started
-    for process in psutil.process_iter(["cmdline"]):
-        if mark in (process.info["cmdline"] or []):
-            workers[process.pid] = process
+    for process in psutil.process_iter():  # every worker of the node names its raylet
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("RAY_RAYLET_PID") == str(raylet):
+                workers[process.pid] = process
     for worker in workers.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()
