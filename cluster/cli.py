@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 import threading
@@ -242,6 +241,21 @@ def _cmd_import_ga(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from cluster.ray_runtime import ray_root, stop_leftovers
+
+    stopped = stop_leftovers(dry_run=args.dry_run)
+    if not stopped.processes:
+        print(f"nothing to stop: no Ray process left by a simulacra run ({ray_root()})")
+        return 0
+    if args.dry_run:
+        for p in stopped.processes:
+            print(f"would stop {p.pid} {p.name}")
+        return 0
+    print(stopped.describe())
+    return 1 if stopped.survivors else 0
+
+
 def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--engine", choices=ENGINE_NAMES, default=None)
     p.add_argument("--model", default=None, help="the run's own model" if resume else MODEL_HELP)
@@ -269,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simulacra", description="Societies of generative agents on Ray."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Ray's, Serve's and libraries' own output"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     tiny = sub.add_parser("tiny-model", help="build the tiny random-weight test model")
@@ -331,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--force", action="store_true", help="overwrite the output")
     imp.set_defaults(func=_cmd_import_ga)
 
+    stop = sub.add_parser(
+        "stop",
+        help="stop the Ray processes a killed local run left behind",
+        description="Stops the Ray processes of local clusters started by simulacra whose "
+        "driver (a run, a serve) is gone. Running ones and any other Ray cluster are left alone.",
+    )
+    stop.add_argument("--dry-run", action="store_true", help="list them, stop nothing")
+    stop.set_defaults(func=_cmd_stop)
+
     from characters.cli import add_character_commands
 
     add_character_commands(sub)
@@ -340,10 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from cluster.logs import Verbosity, setup_logging
+
+    setup_logging(Verbosity.from_flag(args.verbose))
     from cluster.checkpoints import CheckpointError
     from cluster.run import RunError
     from serving.types import LLMError

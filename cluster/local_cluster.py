@@ -7,6 +7,7 @@ lost machine goes: its raylet and every worker process on it at once.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +52,14 @@ def start_local_cluster(workers: int = 2, cpus_per_node: int = 1) -> LocalCluste
     return LocalCluster(cluster, llm_node, nodes)
 
 
-def lose_node(local: LocalCluster, node: Any) -> None:
+def lose_node(local: LocalCluster, node: Any, pids: Iterable[int] = ()) -> None:
     """Takes ``node`` (a worker) away: its worker processes killed, then its raylet (Ray's
-    ``remove_node`` alone kills the raylet and leaves the workers it spawned answering)."""
+    ``remove_node`` alone kills the raylet and leaves the workers it spawned answering).
+
+    Args:
+        pids: processes known to run on the node (the hosts a run's manifest places there),
+            killed with the rest whatever Ray's process tree says.
+    """
     import psutil
     from ray._private import ray_constants
 
@@ -63,6 +69,9 @@ def lose_node(local: LocalCluster, node: Any) -> None:
         with contextlib.suppress(psutil.Error):
             if process.environ().get("RAY_RAYLET_PID") == str(raylet):
                 workers[process.pid] = process
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            workers[pid] = psutil.Process(pid)
     for worker in workers.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()

@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import signal
-import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,12 +154,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def check_engine(config: EngineConfig, fresh: bool, scenario: Scenario | None = None) -> None:
     """Fails before anything starts on a missing model, adapter or replay file, an adapter
     trained on another base model, or a scenario agent whose adapter is not served."""
@@ -229,7 +222,7 @@ class Services:
         else:
             placement = service_placement(ray.cluster_resources())
             service_options = ServiceOptions(
-                port=_free_port(),
+                http=False,  # the hosts call the services through handles: no HTTP port
                 quiet=True,
                 llm_resources=placement.llm,
                 embedding_resources=placement.embedding,
@@ -413,7 +406,13 @@ def _record(manifest: dict[str, Any], sim: Simulation, resume_from: int | None) 
     ``stats``: one per start or resume)."""
     manifest["step"] = sim.last_checkpoint_step or 0
     manifest["hosts"] = [
-        {"index": h.index, "node": sim.nodes.get(h.index), "agents": h.names} for h in sim.hosts
+        {
+            "index": h.index,
+            "node": sim.nodes.get(h.index),
+            "pid": sim.pids.get(h.index),
+            "agents": h.names,
+        }
+        for h in sim.hosts
     ]
     manifest["stats"][-1] = {"from_step": resume_from or 0, **sim.stats.as_dict()}
 

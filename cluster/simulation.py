@@ -143,6 +143,7 @@ class Simulation:
         self.hosts: list[PlacedHost] = []
         self.host_of: dict[str, PlacedHost] = {}
         self.nodes: dict[int, str] = {}  # host index -> the node it runs on (locate_hosts)
+        self.pids: dict[int, int] = {}  # host index -> its process id there
         self.last_checkpoint_step: int | None = None
         self.stop_requested = False  # set by request_stop: the run ends at the next step's end
 
@@ -176,6 +177,7 @@ class Simulation:
         """Asks every host which node it runs on (``nodes``: host index -> node id)."""
         usage = await self._gather([h.host.usage() for h in self.hosts])
         self.nodes = {h.index: u.node for h, u in zip(self.hosts, usage, strict=True)}
+        self.pids = {h.index: u.pid for h, u in zip(self.hosts, usage, strict=True)}
         return self.nodes
 
     def request_stop(self) -> None:

@@ -169,7 +169,8 @@ class LLMService(LLMServer):
     async def _answer(self, requests: list[LLMRequest], max_tokens_given: bool) -> list[LLMResult]:
         # A client that disconnects cancels this task (Serve's proxy cancels the request and
         # the replica cancels its task, Ray 2.60), and the engine drops its rows at once.
-        results = await self.generate(requests, max_tokens_must_fit=max_tokens_given)
+        await self.check_http(requests, max_tokens_must_fit=max_tokens_given)
+        results = await self.generate(requests)
         failed = proto.failed_result_error(results)
         if failed is not None:
             raise _EngineFailure(failed.error or "engine failure", failed.request_id)

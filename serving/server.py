@@ -61,8 +61,20 @@ class LLMServer:
 
     def check(self, requests: Sequence[LLMRequest]) -> None:
         """Raises for the first request the service must refuse, before any decoding: an
-        unknown adapter, an invalid schema, ``max_tokens`` over ``config.max_tokens_limit``."""
+        unknown adapter, an invalid schema."""
         check_requests(requests, self.info().adapters)
+
+    async def check_http(
+        self, requests: Sequence[LLMRequest], max_tokens_must_fit: bool = False
+    ) -> None:
+        """The HTTP API's limits, for requests from clients this service does not know: raises
+        for ``max_tokens`` over ``config.max_tokens_limit`` and (engines that know the model's
+        context: :class:`~serving.llm.ChecksLimits`) a prompt that does not fit it, or with
+        ``max_tokens_must_fit`` a ``max_tokens`` that does not fit what the prompt leaves (as
+        vLLM's OpenAI server). The agents' own requests (handles) skip these: their longest
+        answer is a bound, cut where the context ends (finish reason ``"length"``, as vLLM's
+        ``LLM``), and a prompt that cannot fit fails its row alone."""
+        self.check(requests)
         limit = self.config.max_tokens_limit
         for request in requests:
             if request.max_tokens > limit:
@@ -72,22 +84,16 @@ class LLMServer:
                     request.request_id,
                     param="max_tokens",
                 )
+        if isinstance(self.engine, ChecksLimits):
+            await self.engine.check_limits(requests, max_tokens_must_fit)
 
-    async def generate(
-        self, requests: Sequence[LLMRequest], *, max_tokens_must_fit: bool = False
-    ) -> list[LLMResult]:
+    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         """Generates one result per request (see :class:`serving.llm.LLM`), after
-        :meth:`check` and the engine's own limits (the model's context, for engines that know
-        it: :class:`~serving.llm.ChecksLimits`). A prompt that does not fit the context is
-        refused; a ``max_tokens`` that does not fit what it leaves is refused with
-        ``max_tokens_must_fit`` (the HTTP API, as vLLM's OpenAI server), else the answer ends
-        where the context does (finish reason ``"length"``, as vLLM's ``LLM``)."""
+        :meth:`check`."""
         requests = list(requests)
         self.check(requests)
         if not requests:
             return []
-        if isinstance(self.engine, ChecksLimits):
-            await self.engine.check_limits(requests, max_tokens_must_fit)
         if self._in_flight == 0:
             self._busy_since = time.perf_counter()
         self._in_flight += 1

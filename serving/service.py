@@ -24,6 +24,9 @@ class ServiceOptions:
     embeddings: bool = True
     llm_route: str = "/"
     quiet: bool = False  # Serve logs warnings only, no line per request (simulation runs)
+    # an HTTP proxy (``host``:``port``); without one (simulation runs: the hosts call the
+    # services through handles) Serve opens no HTTP port at all
+    http: bool = True
     # custom resources each replica asks for (cluster.placement: the nodes that take them)
     llm_resources: Mapping[str, float] = field(default_factory=dict)
     embedding_resources: Mapping[str, float] = field(default_factory=dict)
@@ -35,7 +38,8 @@ def start_services(
     """Starts the services on the Ray cluster this process is connected to.
 
     Ray must already be initialised (``cluster.ray_runtime.init_ray``). The HTTP proxy binds
-    ``options.host`` (127.0.0.1 unless told otherwise).
+    ``options.host`` (127.0.0.1 unless told otherwise); with ``options.http`` False there is
+    none (Serve's ``proxy_location="Disabled"``) and the services answer through handles only.
 
     Returns:
         Clients of the LLM service and, when started, of the embedding service.
@@ -48,9 +52,13 @@ def start_services(
         from ray.serve.schema import LoggingConfig
 
         logging_config = LoggingConfig(log_level="WARNING", enable_access_log=False)
-    serve.start(
-        http_options={"host": options.host, "port": options.port}, logging_config=logging_config
-    )
+    if options.http:
+        serve.start(
+            http_options={"host": options.host, "port": options.port},
+            logging_config=logging_config,
+        )
+    else:
+        serve.start(proxy_location="Disabled", logging_config=logging_config)
     log.info("starting the LLM service (%s, %s)", config.engine, config.model)
     serve.run(
         llm_app(

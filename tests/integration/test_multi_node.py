@@ -150,7 +150,8 @@ def test_a_lost_node_then_a_killed_driver_and_the_run_ends_as_uninterrupted(
     victims = [h["node"] for h in placed["hosts"] if h["node"] in by_id]
     assert victims, f"no host on a worker node: {placed['hosts']}"
     lost = victims[0]
-    lose_node(local_cluster, by_id[lost])
+    on_it = [h["pid"] for h in placed["hosts"] if h["node"] == lost]
+    lose_node(local_cluster, by_id[lost], pids=on_it)
     process.send_signal(signal.SIGCONT)
 
     recovered = pause_at_step(run, process, 2 * EVERY)

@@ -174,12 +174,14 @@ def test_an_omitted_max_tokens_takes_what_the_context_leaves(
     assert 0 < response.json()["usage"]["completion_tokens"] <= CONTEXT - n
 
 
-async def test_through_the_handle_a_prompt_that_cannot_fit_raises(service: Any) -> None:
+async def test_the_http_checks_refuse_a_prompt_that_cannot_fit_and_max_tokens_over_the_limit(
+    service: Any,
+) -> None:
     server: LLMServer = service
     too_long = LLMRequest(prompt="y" * 1_000_000, max_tokens=4)  # 1 MB: refused by its length
     started = time.perf_counter()
     with pytest.raises(ContextLengthError) as context:
-        await server.generate([LLMRequest(prompt=PROMPT, max_tokens=4), too_long])
+        await server.check_http([LLMRequest(prompt=PROMPT, max_tokens=4), too_long])
     assert time.perf_counter() - started < 0.5
     assert (context.value.status_code, context.value.param) == (400, "prompt")
     assert context.value.message == (
@@ -187,20 +189,33 @@ async def test_through_the_handle_a_prompt_that_cannot_fit_raises(service: Any) 
         "characters"
     )
     with pytest.raises(RequestLimitError) as limit:
-        await server.generate([LLMRequest(prompt=PROMPT, max_tokens=101)])
+        await server.check_http([LLMRequest(prompt=PROMPT, max_tokens=101)])
     assert (limit.value.status_code, limit.value.param) == (400, "max_tokens")
+    with pytest.raises(ContextLengthError, match=r"max_tokens is too large: 64;"):
+        await server.check_http([LLMRequest(prompt=PROMPT, max_tokens=64)], True)
 
 
-async def test_through_the_handle_max_tokens_past_the_context_ends_with_length(
+async def test_through_the_handle_a_prompt_that_cannot_fit_fails_its_row_alone(
+    service: Any,
+) -> None:
+    server: LLMServer = service  # the agents' requests: one bad row never fails the others
+    ok, too_long = await server.generate(
+        [LLMRequest(prompt=PROMPT, max_tokens=4), LLMRequest(prompt="y" * 1_000_000)]
+    )
+    assert ok.ok and ok.completion_tokens == 4
+    assert too_long.finish_reason == "error"
+    assert "characters; this model's context is 64 tokens" in (too_long.error or "")
+
+
+async def test_through_the_handle_max_tokens_past_the_context_and_limit_ends_with_length(
     service: Any,
 ) -> None:
     server: LLMServer = service  # as vLLM's LLM: the answer ends where the context does
     n = _tokens(service, LLMRequest(prompt=PROMPT))
-    [result] = await server.generate([LLMRequest(prompt=PROMPT, max_tokens=CONTEXT)])
-    assert result.ok and result.finish_reason in ("length", "stop")
-    assert result.completion_tokens <= CONTEXT - n
-    with pytest.raises(ContextLengthError, match=r"max_tokens is too large: 64;"):
-        await server.generate([LLMRequest(prompt=PROMPT, max_tokens=64)], max_tokens_must_fit=True)
+    for max_tokens in (CONTEXT, 10 * CONTEXT):  # the second over max_tokens_limit (100)
+        [result] = await server.generate([LLMRequest(prompt=PROMPT, max_tokens=max_tokens)])
+        assert result.ok and result.finish_reason in ("length", "stop")
+        assert result.completion_tokens <= CONTEXT - n
 
 
 async def test_the_engine_alone_fails_a_prompt_that_cannot_fit_alone(service: Any) -> None:
