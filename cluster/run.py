@@ -16,11 +16,11 @@ import os
 import platform
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.mind.settings import MindSettings
 from cluster.checkpoints import CheckpointError, checkpoint_steps, prune_after, read_checkpoint
@@ -30,7 +30,7 @@ from cluster.progress import Progress
 from cluster.run_folder import RunFolderError, check_parts
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
-from scenarios.schema import Scenario
+from scenarios.schema import MAX_DURATION_HOURS, Scenario
 from serving.config import EngineConfig
 from serving.cpu_threads import llm_threads
 from serving.files import write_text_atomic
@@ -107,6 +107,11 @@ def target_step(
     if until is not None:
         if until <= scenario.start:
             raise RunError(f"--until {until.isoformat()} is not after the scenario's start")
+        if until - scenario.start > timedelta(hours=MAX_DURATION_HOURS):
+            raise RunError(
+                f"--until {until.isoformat()} is more than {MAX_DURATION_HOURS:,} game hours "
+                "(ten years) after the scenario's start"
+            )
         seconds = (until - scenario.start).total_seconds()
         return max(from_step, int(-(-seconds // scenario.step_seconds)))
     return max(from_step, scenario.steps)
@@ -302,15 +307,13 @@ def resume_run(
     """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    scenario = Scenario.model_validate(manifest["scenario"])
-    settings = MindSettings.model_validate(manifest["settings"])
-    options = RunOptions.model_validate({**manifest["options"], **(overrides or {})})
+    scenario, settings, options, target = _manifest_run(run_dir, manifest, overrides or {})
     ckpts = checkpoint_steps(run_dir)
     if not ckpts:
         raise RunError(f"{run_dir}: no checkpoint to resume from")
     last = ckpts[-1]
     check_resumable(run_dir, last)
-    until_step = last + steps if steps is not None else int(manifest["target_step"])
+    until_step = last + steps if steps is not None else target
     if until_step <= last:
         raise RunError(
             f"{run_dir}: already at step {last} of {until_step}; pass --steps N to go further"
@@ -340,6 +343,39 @@ def check_resumable(run_dir: Path, step: int) -> None:
         check_parts(run_dir, state.get("parts", {}))  # checkpoints before parts were listed: {}
     except (CheckpointError, RunFolderError) as exc:
         raise RunError(f"{exc}; nothing was run") from None
+
+
+def _manifest_run(
+    run_dir: Path, manifest: dict[str, Any], overrides: dict[str, Any]
+) -> tuple[Scenario, MindSettings, RunOptions, int]:
+    """What a manifest says to resume: the scenario, settings, options (with ``overrides``) and
+    target step; a manifest that does not say it is refused with the field named."""
+    path = run_dir / MANIFEST
+    field = "scenario"
+    try:
+        scenario = Scenario.model_validate(manifest["scenario"])
+        field = "settings"
+        settings = MindSettings.model_validate(manifest["settings"])
+        field = "options"
+        saved = manifest["options"]
+        if not isinstance(saved, dict):
+            raise TypeError(f"expected an object, got {type(saved).__name__}")
+        options = RunOptions.model_validate({**saved, **overrides})
+        field = "target_step"
+        target = manifest["target_step"]
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+            raise TypeError(f"expected a step number, got {target!r}")
+    except KeyError:
+        raise RunError(f"{path}: {field}: missing; not a run this simulacra can resume") from None
+    except (ValidationError, TypeError, ValueError) as exc:
+        detail = str(exc).splitlines()
+        if isinstance(exc, ValidationError):
+            detail = [
+                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                for e in exc.errors()[:3]
+            ]
+        raise RunError(f"{path}: {field}: {'; '.join(detail)}") from None
+    return scenario, settings, options, target
 
 
 def _execute(

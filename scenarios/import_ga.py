@@ -79,6 +79,10 @@ _SETTING_READERS: dict[str, _Reader] = {
 }
 
 
+SECONDS_PER_DAY = 86_400  # the longest step the importer takes (the original's is 10 s)
+LAST_START_YEAR = 9_000  # a start after it leaves a scenario no room to end (years end at 9999)
+
+
 def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
     """The scenario stored in the Generative Agents folder ``storage_dir``."""
     storage_dir = Path(storage_dir)
@@ -86,7 +90,11 @@ def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
     meta = _object(_read_json(meta_path), meta_path, "")
     names = _names(meta, meta_path)
     start = _start(meta, meta_path)
-    step = _int(meta, "sec_per_step", meta_path, ge=1, default=10)
+    if start.year > LAST_START_YEAR:
+        raise GAImportError(
+            meta_path, f"the start {start:%Y-%m-%d} is after {LAST_START_YEAR}", field="curr_time"
+        )
+    step = _int(meta, "sec_per_step", meta_path, ge=1, le=SECONDS_PER_DAY, default=10)
     env_path = storage_dir / "environment" / "0.json"
     env = _object(_read_json(env_path), env_path, "")
 

@@ -57,6 +57,10 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ScenarioError(source, [("", _yaml_problem(exc))]) from None
+    except RecursionError:
+        raise ScenarioError(source, [("", "nested too deeply to be a scenario")]) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ScenarioError(source, [("", f"a value cannot be read: {exc}")]) from None
     if data is None:
         raise ScenarioError(source, [("", "the file is empty (expected a scenario mapping)")])
     return parse_scenario(data, source=source)
@@ -74,6 +78,8 @@ def parse_scenario(data: Any, source: str = "<data>") -> Scenario:
         scenario = Scenario.model_validate(data, context={"defer_references": True})
     except ValidationError as exc:
         problems += validation_problems(exc, Scenario)
+    except RecursionError:
+        raise ScenarioError(source, [("", "nested too deeply to be a scenario")]) from None
     if scenario is not None:
         problems += reference_problems(scenario)
     problems += _settings_problems(data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from serving.llm import ModelInfo
 from serving.types import ChatMessage, LLMError, LLMRequest, LLMResult, new_request_id
@@ -38,13 +38,13 @@ class ChatBody(_Body):
     model: str
     messages: list[dict[str, Any]]
     response_format: ResponseFormat | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     stop: str | list[str] | None = None
-    n: int = 1
+    n: StrictInt = 1
     stream: bool = False
 
 
@@ -52,20 +52,29 @@ class CompletionBody(_Body):
     model: str
     prompt: str | list[str]
     response_format: ResponseFormat | None = None
-    max_tokens: int | None = 16
+    max_tokens: StrictInt | None = 16
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     stop: str | list[str] | None = None
-    n: int = 1
+    n: StrictInt = 1
     stream: bool = False
     echo: bool = False
+
+
+MAX_STOP_STRINGS = 16  # vLLM takes any number; OpenAI, 4
+MAX_PROMPTS = 64  # prompts in one completions body (each is a row of the batch)
 
 
 def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     if stop is None:
         return ()
-    return (stop,) if isinstance(stop, str) else tuple(stop)
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > MAX_STOP_STRINGS:
+        raise ProtocolError(
+            f"stop has {len(stops)} strings; at most {MAX_STOP_STRINGS} are accepted", param="stop"
+        )
+    return stops
 
 
 def _common(body: ChatBody | CompletionBody) -> None:
@@ -82,11 +91,18 @@ def _message_text(message: dict[str, Any], index: int) -> ChatMessage:
     if role not in ("system", "user", "assistant"):
         raise ProtocolError(f"messages[{index}].role {role!r} is not supported", param="messages")
     content = message.get("content")
-    if isinstance(content, list):  # content parts: keep the text ones
-        texts = [
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        ]
-        content = "".join(texts) if all(isinstance(t, str) for t in texts) else None
+    if isinstance(content, list):  # content parts: text ones only
+        parts_ok = all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        )
+        if not parts_ok:
+            raise ProtocolError(
+                f'messages[{index}].content parts must be {{"type": "text", "text": ...}}'
+                " objects (this server reads text only)",
+                param="messages",
+            )
+        content = "".join(p["text"] for p in content)
     if not isinstance(content, str):
         raise ProtocolError(f"messages[{index}].content must be text", param="messages")
     return ChatMessage(role=role, content=content)
@@ -149,6 +165,11 @@ def completion_requests(body: CompletionBody, adapter: str | None) -> list[LLMRe
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if not prompts:
         raise ProtocolError("prompt must not be empty", param="prompt")
+    if len(prompts) > MAX_PROMPTS:
+        raise ProtocolError(
+            f"prompt has {len(prompts)} prompts; at most {MAX_PROMPTS} are accepted in one body",
+            param="prompt",
+        )
     return [
         LLMRequest(
             prompt=p,

@@ -28,6 +28,7 @@ MAX_SCHEMA_PROPERTIES = 256  # over the whole schema; a grammar's compile time g
 # lower bound (measured on one row: minLength 128 +5 MB over 8,000 tokens, 256 +250 MB, 2,000
 # +700 MB over 3,000; 10^5 ran out of memory at 6,000 tokens; maxLength 10^5 +120 MB over
 # 8,000). A lower bound no answer within max_tokens could reach must not cost the replica.
+MAX_SCHEMA_DEPTH = 32  # nested objects and arrays (deeper ones overflow validators' stacks)
 MAX_SCHEMA_LOWER_BOUND = 128  # minLength, minItems, minProperties, minContains
 MAX_SCHEMA_UPPER_BOUND = 8192  # maxLength, maxItems, maxProperties, maxContains
 _LOWER_BOUNDS = ("minLength", "minItems", "minProperties", "minContains")
@@ -87,6 +88,63 @@ def _resolves(schema: Any, fragment: str) -> bool:
         else:
             return False
     return True
+
+
+def _depth(node: Any) -> int:
+    """How deeply objects and arrays nest in ``node`` (iteratively: any depth is measured)."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            values = item.values() if isinstance(item, dict) else item
+            todo.extend((v, depth + 1) for v in values)
+    return deepest
+
+
+def _pointer(fragment: str) -> tuple[str, ...] | None:
+    """A JSON-pointer fragment's parts (None for an anchor)."""
+    if not fragment.startswith("/") and fragment != "":
+        return None
+    return tuple(
+        unquote(raw).replace("~1", "/").replace("~0", "~") for raw in fragment.split("/")[1:]
+    )
+
+
+def _recursive_reference(schema: dict[str, Any]) -> tuple[str, str] | None:
+    """A reference that leads back into itself (directly or through others), as (where, ref):
+    such a grammar may admit no finite answer at all, and its decoding then fails."""
+    refs = []  # (where as parts, target as parts)
+    for where, ref in _references(schema):
+        target = _pointer(ref[1:]) if isinstance(ref, str) else None
+        if target is not None:
+            refs.append((tuple(where.split("/")[1:-1]), target, where, ref))
+
+    def inside(path: tuple[str, ...], root: tuple[str, ...]) -> bool:
+        return path[: len(root)] == root
+
+    # ref j follows ref i when j sits inside i's target; a cycle is a recursive schema
+    follows = {
+        i: [j for j, r in enumerate(refs) if inside(r[0], refs[i][1])] for i in range(len(refs))
+    }
+    state: dict[int, int] = {}  # 1: on the path, 2: done
+    for start in range(len(refs)):
+        stack = [(start, iter(follows[start]))]
+        state[start] = state.get(start, 0) or 1
+        if state[start] == 2:
+            continue
+        while stack:
+            node, nexts = stack[-1]
+            step = next(nexts, None)
+            if step is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(step) == 1:
+                return refs[step][2], refs[step][3]
+            elif step not in state:
+                state[step] = 1
+                stack.append((step, iter(follows[step])))
+    return None
 
 
 def _properties(node: Any) -> int:
@@ -171,6 +229,14 @@ def check_schema(schema: Any, request_id: str | None = None) -> None:
             request_id,
             param="response_format",
         )
+    depth = _depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidSchemaError(
+            f"the JSON schema nests {depth} levels deep; at most {MAX_SCHEMA_DEPTH} are accepted",
+            request_id,
+            param="response_format",
+        )
+    _check_size(schema, request_id)  # before the validator: its cost grows with the size
     try:
         validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -178,9 +244,17 @@ def check_schema(schema: Any, request_id: str | None = None) -> None:
         raise InvalidSchemaError(
             f"invalid JSON schema at {where}: {exc.message}", request_id, param="response_format"
         ) from None
-    _check_size(schema, request_id)
     _check_bounds(schema, request_id)
     _check_references(schema, request_id)
+    recursive = _recursive_reference(schema)
+    if recursive is not None:
+        where, ref = recursive
+        raise InvalidSchemaError(
+            f"invalid JSON schema at {where}: the reference {ref!r} leads back into itself "
+            "(recursive schemas are not accepted: an answer must be finite)",
+            request_id,
+            param="response_format",
+        )
 
 
 def check_request_schema(request: LLMRequest) -> None:

@@ -42,6 +42,8 @@ def test_chat_body_becomes_a_request() -> None:
         ({"messages": []}, "empty"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "text"),
         ({"messages": [{"role": "user"}]}, "text"),
+        ({"messages": [{"role": "user", "content": [[[1]]]}]}, "content parts"),
+        ({"stop": [str(i) for i in range(17)]}, "stop has 17 strings; at most 16"),
     ],
 )
 def test_unsupported_chat_bodies_are_refused(extra: dict, match: str) -> None:
@@ -110,3 +112,20 @@ def test_error_bodies_carry_the_code() -> None:
             "code": "context_length_exceeded",
         }
     }
+
+
+def test_a_completion_body_of_too_many_prompts_is_refused() -> None:
+    body = proto.CompletionBody.model_validate({"model": "m", "prompt": ["p"] * 65})
+    with pytest.raises(proto.ProtocolError, match="65 prompts; at most 64") as caught:
+        proto.completion_requests(body, None)
+    assert caught.value.param == "prompt"
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "seed", "n"])
+def test_a_boolean_is_not_a_number(field: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=field):
+        proto.ChatBody.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}], field: True}
+        )

@@ -108,3 +108,37 @@ def test_the_manifest_follows_every_checkpoint(
     assert seen == [(0, 0), (4, 0), (8, 4)]
     found = manifest(run)
     assert found["step"] == 8 and len(found["hosts"]) == len(setup.made)
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda m: m.pop("options"), "options: missing"),
+        (lambda m: m["scenario"].update(duration_hours="abc"), "scenario: duration_hours"),
+        (lambda m: m.update(settings=42), "settings: "),
+        (lambda m: m.update(target_step="abc"), "target_step: expected a step number"),
+        (lambda m: m["options"].update(checkpoint_every=-1), "options: checkpoint_every"),
+    ],
+)
+def test_a_damaged_manifest_is_refused_naming_the_field(
+    tmp_path: Path, edit: Any, field: str
+) -> None:
+    setup = Setup(tmp_path)
+    run = tmp_path / "run"
+    stopped_run(setup, run)
+    data = manifest(run)
+    edit(data)
+    (run / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(RunError, match=rf"manifest.json: {field}"):
+        resume_run(run, factory=setup.factory)
+    assert checkpoint_steps(run) == [0, 4]
+
+
+def test_until_more_than_ten_game_years_away_is_refused(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    setup = Setup(tmp_path)
+    options = OPTIONS.model_copy(update={"steps": None, "until": datetime(9999, 12, 31)})
+    with pytest.raises(RunError, match="more than 87,840 game hours"):
+        start_run(setup.scenario, options, out=tmp_path / "run", factory=setup.factory)
+    assert not (tmp_path / "run").exists()

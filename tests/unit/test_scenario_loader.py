@@ -435,3 +435,17 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     assert file.stat().st_size < 600
     with pytest.raises(ScenarioError, match="expands to more than"):
         load_scenario(file)
+
+
+def test_yaml_nested_too_deeply_is_a_scenario_error(tmp_path: Path) -> None:
+    file = tmp_path / "deep.yaml"
+    file.write_text("name: x\ndescription: " + "[" * 5000 + "\n")
+    with pytest.raises(ScenarioError, match="nested too deeply"):
+        load_scenario(file)
+
+
+def test_an_integer_of_too_many_digits_is_a_scenario_error(tmp_path: Path) -> None:
+    file = tmp_path / "big.yaml"
+    file.write_text("name: x\nagents:\n  - age: " + "9" * 5001 + "\n")
+    with pytest.raises(ScenarioError, match="cannot be read"):
+        load_scenario(file)

@@ -63,3 +63,32 @@ def test_a_schema_too_big_to_compile_quickly_is_refused_naming_the_limit() -> No
     long = {"type": "string", "description": "x" * 70_000}
     with pytest.raises(InvalidSchemaError, match="bytes; at most 65536"):
         check_schema(long)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},  # no answer at all
+        {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    ],
+)
+def test_a_recursive_reference_is_refused(schema: dict) -> None:
+    with pytest.raises(InvalidSchemaError, match="leads back into itself"):
+        check_schema(schema)
+
+
+def test_references_that_share_a_target_are_not_recursive() -> None:
+    word = {"type": "string", "maxLength": 5}
+    check_schema(
+        {"$defs": {"w": word}, "type": "array", "items": [{"$ref": "#/$defs/w"}] * 3}
+        | {"prefixItems": [{"$ref": "#/$defs/w"}], "items": {"$ref": "#/$defs/w"}}
+    )
+
+
+def test_a_schema_nested_too_deeply_is_refused_before_validation() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(900):  # deeper than jsonschema's validator can recurse
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidSchemaError, match=r"nests 901 levels deep; at most 32"):
+        check_schema(schema)
