@@ -200,9 +200,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from cluster.run import read_manifest, resume_run
+    from cluster.run import manifest_run, read_manifest, resume_run
 
-    base = read_manifest(args.run_dir)["options"]
+    run_dir = Path(args.run_dir)
+    _, _, saved, _ = manifest_run(run_dir, read_manifest(run_dir), {})  # names a bad field
+    base = saved.model_dump(mode="json")
     overrides = _run_options(args, base).model_dump(mode="json")
     overrides.pop("steps", None)
     run_dir = resume_run(args.run_dir, steps=args.steps, overrides=overrides)

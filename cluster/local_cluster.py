@@ -33,11 +33,14 @@ class LocalCluster:
         return {n.node_id: name for name, n in nodes.items()}
 
     def shutdown(self) -> None:
-        """Stops every node (this process leaves the cluster first, if it joined it)."""
+        """Stops every node (this process leaves the cluster first if it joined this one; a
+        connection to another cluster is left alone)."""
         import ray
 
         if ray.is_initialized():
-            ray.shutdown()
+            node = ray._private.worker.global_worker.node
+            if getattr(node, "gcs_address", None) == self.cluster.gcs_address:
+                ray.shutdown()
         self.cluster.shutdown()
 
 
@@ -77,4 +80,6 @@ def lose_node(local: LocalCluster, node: Any, pids: Iterable[int] = ()) -> None:
             worker.kill()
     local.cluster.remove_node(node, allow_graceful=False)
     local.workers.remove(node)
-    psutil.wait_procs(list(workers.values()), timeout=10)
+    _, alive = psutil.wait_procs(list(workers.values()), timeout=10)
+    if alive:
+        raise RuntimeError(f"processes of the lost node still alive: {[p.pid for p in alive]}")

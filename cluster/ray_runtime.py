@@ -19,6 +19,7 @@ is never touched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -153,11 +154,18 @@ def init_ray(
             log.warning("RAY_AUTH_MODE=%s: the local Ray cluster runs without a token", auth_mode)
         for key, value in LOCAL_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        os.environ.update(local_env(run_dir, auth_mode, secrets.token_hex(32)))
+        os.environ.update(local_env(run_dir, auth_mode, _process_token()))
         _reread_environment()
         options = init_options(verbosity, num_cpus=num_cpus, run_dir=run_dir)
         ray.init(**{**options, **kwargs})
     log.info("Ray ready: %s", ray.cluster_resources())
+
+
+@functools.cache
+def _process_token() -> str:
+    """The token of the local clusters this process starts: one per process, random (Ray reads
+    a process's token once, so a second local cluster started here must have the same)."""
+    return secrets.token_hex(32)
 
 
 def _reread_environment() -> None:

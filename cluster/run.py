@@ -307,7 +307,7 @@ def resume_run(
     """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    scenario, settings, options, target = _manifest_run(run_dir, manifest, overrides or {})
+    scenario, settings, options, target = manifest_run(run_dir, manifest, overrides or {})
     ckpts = checkpoint_steps(run_dir)
     if not ckpts:
         raise RunError(f"{run_dir}: no checkpoint to resume from")
@@ -345,7 +345,7 @@ def check_resumable(run_dir: Path, step: int) -> None:
         raise RunError(f"{exc}; nothing was run") from None
 
 
-def _manifest_run(
+def manifest_run(
     run_dir: Path, manifest: dict[str, Any], overrides: dict[str, Any]
 ) -> tuple[Scenario, MindSettings, RunOptions, int]:
     """What a manifest says to resume: the scenario, settings, options (with ``overrides``) and

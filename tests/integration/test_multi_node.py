@@ -159,7 +159,7 @@ def test_a_lost_node_then_a_killed_driver_and_the_run_ends_as_uninterrupted(
     assert stretch["recoveries"] >= 1, stretch
     lost_hosts = {h["index"] for h in placed["hosts"] if h["node"] == lost}
     replaced = {i for r in stretch["recovered"] for i in r["hosts"]}
-    assert lost_hosts <= replaced, stretch["recovered"]
+    assert lost_hosts <= replaced, (stretch["recovered"], recovered["hosts"])
     assert all(h["node"] != lost for h in recovered["hosts"])  # re-placed on the nodes left
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)

@@ -142,3 +142,19 @@ def test_until_more_than_ten_game_years_away_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="more than 87,840 game hours"):
         start_run(setup.scenario, options, out=tmp_path / "run", factory=setup.factory)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_on_the_command_line_names_a_damaged_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cluster.cli import main
+
+    setup = Setup(tmp_path)
+    run = tmp_path / "run"
+    stopped_run(setup, run)
+    data = manifest(run)
+    del data["options"]
+    (run / "manifest.json").write_text(json.dumps(data))
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: options: missing" in err and "Traceback" not in err
