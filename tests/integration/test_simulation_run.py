@@ -2,8 +2,9 @@
 embedder, embedded Qdrant in every host actor.
 
 One recorded run of the built-in town is shared: it is checked for what every table holds, and
-its recording then drives a replayed run that is interrupted and resumed, and one whose host is
-killed mid-run; both must end in exactly the recorded run's state.
+its recording then drives a replayed run that is interrupted and resumed, which must end in
+exactly the recorded run's state. (Hosts dying mid-run, a whole node of them, are the multi-node
+test's: tests/integration/test_multi_node.py.)
 """
 
 from __future__ import annotations
@@ -16,18 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster.checkpoints import checkpoint_dir, checkpoint_steps, read_checkpoint
-from cluster.hosts import ray_host_factory
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.run import (
     RunOptions,
-    Services,
     interview_run,
     read_manifest,
     resume_run,
     start_run,
 )
-from cluster.simulation import Simulation
-from scenarios.loader import load_scenario, mind_settings
+from scenarios.loader import load_scenario
 from scenarios.schema import Scenario
 from serving.config import EngineConfig
 
@@ -126,35 +124,6 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one_under_replay(
         key = lambda r: tuple(str(v) for v in r.values())  # noqa: E731
         assert sorted(b, key=key) == sorted(a, key=key), table
     assert [r["from_step"] for r in read_manifest(interrupted)["resumes"]] == [6]
-
-
-async def test_a_killed_host_is_restarted_and_no_memory_is_lost(
-    recorded: tuple[Path, Path], town: Scenario, tmp_path: Path
-) -> None:
-    run, recording = recorded
-    options = replay_options(recording)
-    settings = mind_settings(town)
-    killed: list[int] = []
-
-    def kill_one(sim: Simulation) -> None:
-        if sim.step_no == 8 and not killed:  # two steps after checkpoint 6
-            sim.hosts[2].kill()
-            killed.append(sim.step_no)
-
-    with Services(options):
-        factory = ray_host_factory(settings, options.seed, ":memory:", collection_prefix="k")
-        sim = Simulation(town, settings, tmp_path / "run", factory, 5, EVERY, on_step=kill_one)
-        sim.place_hosts()
-        await sim.begin()
-        await sim.run(STEPS)
-        await sim.finish()
-        await sim.close()
-    assert killed and sim.stats.recoveries == 1
-    state = final_state(tmp_path / "run")
-    for memory in state["memories"].values():
-        ids = [r["id"] for r in memory["records"]]
-        assert len(ids) == len(set(ids))
-    assert state == final_state(run)
 
 
 async def test_interview_answers_from_the_end_of_run_memory(recorded: tuple[Path, Path]) -> None:
