@@ -172,17 +172,20 @@ def ray_host_factory(
     sequential: bool = False,
     collection_prefix: str = "simulacra",
 ) -> HostFactory:
-    """Hosts as Ray actors, each with the Serve clients and its own memory store, spread over
-    the cluster's nodes (``cluster.placement``).
+    """Hosts as Ray actors, each with the Serve clients and its own memory store, round robin
+    over the cluster's host nodes (``cluster.placement``).
 
     ``collection_prefix`` keeps one run's memories apart from another's on a Qdrant server.
     """
 
     def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
-        from actors.host import remote_host
-        from cluster.placement import host_actor_options
+        import ray
 
-        actor = remote_host(**host_actor_options()).remote(
+        from actors.host import remote_host
+        from cluster.placement import host_actor_options, host_nodes
+
+        nodes = host_nodes(ray.nodes())  # asked again for a re-placed host: the live ones
+        actor = remote_host(**host_actor_options(index, nodes)).remote(
             list(personas),
             settings,
             seed,

@@ -1,7 +1,7 @@
 """A Ray cluster of several nodes on this one machine (Ray's ``cluster_utils.Cluster``): a head,
-a node with the LLM's custom resource and plain workers; for tests and benchmarks of multi-node
-runs, and for trying ``--address`` without machines. :func:`lose_node` takes a node away as a
-lost machine goes: its raylet and every worker process on it at once.
+a node with the LLM's custom resource and workers with the hosts' resource; for tests and
+benchmarks of multi-node runs, and for trying ``--address`` without machines. :func:`lose_node`
+takes a node away as a lost machine goes: its raylet and every worker process on it at once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.placement import LLM_RESOURCE
+from cluster.placement import HOST_RESOURCE, LLM_RESOURCE
 
 
 @dataclass
@@ -50,7 +50,10 @@ def start_local_cluster(workers: int = 2, cpus_per_node: int = 1) -> LocalCluste
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node})
     llm_node = cluster.add_node(num_cpus=cpus_per_node, resources={LLM_RESOURCE: 1})
-    nodes = [cluster.add_node(num_cpus=cpus_per_node) for _ in range(workers)]
+    nodes = [
+        cluster.add_node(num_cpus=cpus_per_node, resources={HOST_RESOURCE: 1})
+        for _ in range(workers)
+    ]
     cluster.wait_for_nodes()
     return LocalCluster(cluster, llm_node, nodes)
 

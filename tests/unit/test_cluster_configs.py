@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cluster.cli import build_parser
-from cluster.placement import EMBEDDING_RESOURCE, LLM_RESOURCE
+from cluster.placement import EMBEDDING_RESOURCE, HOST_RESOURCE, LLM_RESOURCE
 
 ROOT = Path(__file__).parents[2]
 KUBERAY = ROOT / "cluster" / "kuberay"
@@ -48,6 +48,7 @@ def test_the_launcher_config_offers_the_resources_placement_reads_and_a_token() 
     offered = {name: node["resources"] for name, node in config["available_node_types"].items()}
     assert any(LLM_RESOURCE in r for r in offered.values())
     assert any(EMBEDDING_RESOURCE in r for r in offered.values())
+    assert any(HOST_RESOURCE in r for r in offered.values())
     assert "~/.ray/auth_token" in config["file_mounts"]
     for line in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
         if "ray start" in line:
@@ -81,6 +82,7 @@ def test_the_raycluster_places_the_services_by_resource_and_authenticates() -> N
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     head = _start_resources(spec["headGroupSpec"]["rayStartParams"])
     assert EMBEDDING_RESOURCE in head
+    assert HOST_RESOURCE in _start_resources(groups["hosts"]["rayStartParams"])
     (llm_group,) = [
         g for g in groups.values() if LLM_RESOURCE in _start_resources(g["rayStartParams"])
     ]
@@ -127,3 +129,17 @@ def test_the_rayjob_runs_a_command_simulacra_accepts_on_that_cluster() -> None:
 def test_every_manifest_names_its_kind_and_itself(name: str) -> None:
     for doc in manifests(name):
         assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
+
+
+def test_hosts_go_round_robin_over_the_live_nodes_offering_the_hosts_resource() -> None:
+    from cluster.placement import host_nodes
+
+    nodes = [
+        {"NodeID": "c", "Alive": True, "Resources": {HOST_RESOURCE: 1.0}},
+        {"NodeID": "a", "Alive": True, "Resources": {HOST_RESOURCE: 1.0}},
+        {"NodeID": "b", "Alive": False, "Resources": {HOST_RESOURCE: 1.0}},
+        {"NodeID": "gpu", "Alive": True, "Resources": {LLM_RESOURCE: 1.0}},
+    ]
+    assert host_nodes(nodes) == ["a", "c"]  # the dead one and the LLM's node left out
+    plain = [{"NodeID": n, "Alive": True, "Resources": {"CPU": 1.0}} for n in ("y", "x")]
+    assert host_nodes(plain) == ["x", "y"]  # no node offers it: every live node
