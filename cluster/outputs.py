@@ -175,7 +175,7 @@ class RunTables:
         """Forgets buffered rows and deletes parts of steps after ``step`` (resuming there)."""
         self._rows = {name: [] for name in TABLES}
         for part in self._parts():
-            if _part_step(part) > step:
+            if part_step(part) > step:
                 part.unlink()
 
     def _parts(self) -> list[Path]:
@@ -195,5 +195,6 @@ class RunTables:
         return written
 
 
-def _part_step(path: Path) -> int:
+def part_step(path: Path) -> int:
+    """The step a table part was flushed at (``<table>-<step>.parquet``)."""
     return int(path.stem.rsplit("-", 1)[1])

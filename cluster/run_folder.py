@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from cluster.outputs import part_step
+
 
 class RunFolderError(Exception):
     """A run folder that is damaged (names the file and what is wrong)."""
@@ -26,7 +28,7 @@ def list_parts(run_dir: str | os.PathLike[str], up_to_step: int) -> dict[str, in
         return {}
     found = {}
     for part in sorted(parts_dir.glob("*.parquet")):
-        if _part_step(part) <= up_to_step:
+        if part_step(part) <= up_to_step:
             found[part.name] = pq.read_metadata(part).num_rows
     return found
 
@@ -46,7 +48,3 @@ def check_parts(run_dir: str | os.PathLike[str], parts: dict[str, int]) -> None:
             raise RunFolderError(f"{path}: unreadable ({exc})") from None
         if found != rows:
             raise RunFolderError(f"{path}: {found} rows, its checkpoint lists {rows}")
-
-
-def _part_step(path: Path) -> int:
-    return int(path.stem.rsplit("-", 1)[1])
