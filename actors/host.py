@@ -29,6 +29,7 @@ from actors.messages import (
     InterviewAnswer,
     Line,
     MemoryExport,
+    ProbeAnswer,
     SeedMemory,
     StepResult,
     TableRow,
@@ -250,6 +251,12 @@ class AgentHost:
         with self.accounting.context(agent=name):
             answer, used = await agent.interview(question, now)
         return InterviewAnswer(name, question, answer, tuple(used))
+
+    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
+        agent = self._agent(name)
+        with self.accounting.context(agent=name):
+            knows, what, used = await agent.probe(question, now)
+        return ProbeAnswer(name, question, knows, what, tuple(used))
 
     async def drain_rows(self) -> HostRows:
         calls = self.accounting.rows()

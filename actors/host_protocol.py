@@ -19,6 +19,7 @@ from actors.messages import (
     InterviewAnswer,
     Line,
     MemoryExport,
+    ProbeAnswer,
     SeedMemory,
     StepResult,
     Transcript,
@@ -91,6 +92,10 @@ class Host(Protocol):
 
     async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
         """``name`` answers ``question`` in character."""
+        ...
+
+    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
+        """``name`` answers a yes-or-no ``question`` (does it know, and what)."""
         ...
 
     async def drain_rows(self) -> HostRows:

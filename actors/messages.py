@@ -95,6 +95,18 @@ class InterviewAnswer:
 
 
 @dataclass(frozen=True)
+class ProbeAnswer:
+    """An agent's yes-or-no answer to a measure's probe: whether it says it knows, what it
+    says, and the ids of the memory records it was shown."""
+
+    agent: str
+    question: str
+    knows: bool
+    what: str
+    record_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class HostUsage:
     """A host process: its pid, resident memory now and at its peak, before any agent was built
     (``baseline_rss_mb``), how many agents it holds, and the Ray node it runs on (``"local"``

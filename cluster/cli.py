@@ -233,6 +233,24 @@ def _cmd_interview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_measure(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from measures.measure_run import MEASURE_KINDS, measure_run
+    from measures.report import format_report
+
+    take = [m for m in args.measures.split(",") if m]
+    unknown = [m for m in take if m not in MEASURE_KINDS]
+    if unknown or not take:
+        raise UsageError(
+            f"--measures {args.measures!r}: expected names from {', '.join(MEASURE_KINDS)}"
+        )
+    measured = asyncio.run(measure_run(args.run_dir, at=args.at, take=take))
+    print(format_report(measured.summary))
+    print("written: " + ", ".join(str(p) for p in measured.files.values()))
+    return 0
+
+
 def _cmd_import_ga(args: argparse.Namespace) -> int:
     from scenarios.import_ga import import_ga_to_file
 
@@ -342,6 +360,24 @@ def build_parser() -> argparse.ArgumentParser:
     itv.add_argument("--json", action="store_true", help="print JSON")
     itv.set_defaults(func=_cmd_interview)
 
+    mea = sub.add_parser(
+        "measure",
+        help="measure what a run's society did: awareness, relationships, attendance, cost",
+        description="Measures a run from its folder and checkpoints (nothing is re-simulated): "
+        "the agents are restored at each measured checkpoint and interviewed in this process. "
+        "Writes measures.parquet, measures.json and figures/ into the run folder.",
+    )
+    mea.add_argument("run_dir")
+    mea.add_argument(
+        "--at", type=int, nargs="+", metavar="STEP", help="checkpoint steps (default: first, last)"
+    )
+    mea.add_argument(
+        "--measures",
+        default="awareness,network,attendance,cost",
+        help="comma-separated: awareness, network, attendance, cost",
+    )
+    mea.set_defaults(func=_cmd_measure)
+
     imp = sub.add_parser("import-ga", help="import a Generative Agents storage folder")
     imp.add_argument("storage_dir")
     imp.add_argument("-o", "--output", required=True, help="the scenario YAML to write")
@@ -395,11 +431,13 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
     from characters.evaluate import EvalInputError, QuestionsError
     from characters.profile import ProfileError
     from characters.train import AdapterBaseError
+    from measures.run_data import MeasureError
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
     from serving.config import EngineFlagsError
 
     return (
+        MeasureError,
         ScenarioError,
         GAImportError,
         FileExistsError,

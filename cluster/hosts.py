@@ -23,6 +23,7 @@ from actors.messages import (
     InterviewAnswer,
     Line,
     MemoryExport,
+    ProbeAnswer,
     SeedMemory,
     StepResult,
     Transcript,
@@ -116,6 +117,9 @@ class RemoteHost:
 
     async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
         return await self._result(self.actor.interview.remote(name, question, now))
+
+    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
+        return await self._result(self.actor.probe.remote(name, question, now))
 
     async def drain_rows(self) -> HostRows:
         return await self._result(self.actor.drain_rows.remote())

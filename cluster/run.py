@@ -16,6 +16,8 @@ import os
 import platform
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +29,7 @@ from cluster.checkpoints import CheckpointError, checkpoint_steps, prune_after, 
 from cluster.hosts import HostFactory, ray_host_factory
 from cluster.packing import auto_agents_per_host
 from cluster.progress import Progress
-from cluster.run_folder import RunFolderError, check_parts
+from cluster.run_folder import RUN_FORMAT, RUN_FORMAT_VERSION, RunFolderError, check_parts
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
 from scenarios.schema import MAX_DURATION_HOURS, Scenario
@@ -259,26 +261,39 @@ def _factory(options: RunOptions, settings: MindSettings, run_id: str) -> HostFa
     )
 
 
-def start_run(
+@dataclass
+class PreparedRun:
+    """A run folder ready to run: what it runs, how, and from where (``resume_from``: the
+    checkpoint a resume starts at; None for a fresh run)."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    scenario: Scenario
+    settings: MindSettings
+    options: RunOptions
+    per_host: int
+    until_step: int
+    resume_from: int | None
+
+
+def prepare_start(
     scenario: Scenario,
     options: RunOptions,
     out: str | os.PathLike[str] | None = None,
     scenario_path: str | None = None,
-    factory: HostFactory | None = None,
-) -> Path:
-    """Runs ``scenario`` into a new run folder; returns the folder.
-
-    ``factory`` replaces the Ray hosts and services (tests run the driver in one process).
-    """
+    check_model: bool = True,
+) -> PreparedRun:
+    """Checks everything a fresh run needs, then creates its folder and manifest."""
     settings = mind_settings(scenario)
     run_dir = new_run_dir(out, scenario)
     until_step = target_step(scenario, 0, options.steps, options.until)
     per_host = resolve_agents_per_host(options, len(scenario.agents))
-    if factory is None:
+    if check_model:
         check_engine(options.engine, fresh=True, scenario=scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
-        "format": "simulacra-run",
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
         "scenario": scenario.model_dump(mode="json"),
         "scenario_path": scenario_path,
         "settings": settings.model_dump(mode="json"),
@@ -294,17 +309,32 @@ def start_run(
         "resumes": [],
     }
     write_manifest(run_dir, manifest)
-    _execute(run_dir, manifest, scenario, settings, options, per_host, until_step, factory, None)
-    return run_dir
+    return PreparedRun(run_dir, manifest, scenario, settings, options, per_host, until_step, None)
 
 
-def resume_run(
+def start_run(
+    scenario: Scenario,
+    options: RunOptions,
+    out: str | os.PathLike[str] | None = None,
+    scenario_path: str | None = None,
+    factory: HostFactory | None = None,
+) -> Path:
+    """Runs ``scenario`` into a new run folder; returns the folder.
+
+    ``factory`` replaces the Ray hosts and services (tests run the driver in one process).
+    """
+    prepared = prepare_start(scenario, options, out, scenario_path, check_model=factory is None)
+    _execute(prepared, factory)
+    return prepared.run_dir
+
+
+def prepare_resume(
     run_dir: str | os.PathLike[str],
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
-    factory: HostFactory | None = None,
-) -> Path:
-    """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
+    check_model: bool = True,
+) -> PreparedRun:
+    """Checks a run folder can go on from its last checkpoint, then marks it running."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     scenario, settings, options, target = manifest_run(run_dir, manifest, overrides or {})
@@ -319,7 +349,7 @@ def resume_run(
             f"{run_dir}: already at step {last} of {until_step}; pass --steps N to go further"
         )
     per_host = resolve_agents_per_host(options, len(scenario.agents))
-    if factory is None:
+    if check_model:
         check_engine(options.engine, fresh=False, scenario=scenario)
     prune_after(run_dir, last)
     manifest.update(
@@ -331,8 +361,19 @@ def resume_run(
     )
     manifest["resumes"].append({"from_step": last, "at": _now(), "versions": versions()})
     write_manifest(run_dir, manifest)
-    _execute(run_dir, manifest, scenario, settings, options, per_host, until_step, factory, last)
-    return run_dir
+    return PreparedRun(run_dir, manifest, scenario, settings, options, per_host, until_step, last)
+
+
+def resume_run(
+    run_dir: str | os.PathLike[str],
+    steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    factory: HostFactory | None = None,
+) -> Path:
+    """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
+    prepared = prepare_resume(run_dir, steps, overrides, check_model=factory is None)
+    _execute(prepared, factory)
+    return prepared.run_dir
 
 
 def check_resumable(run_dir: Path, step: int) -> None:
@@ -378,47 +419,84 @@ def manifest_run(
     return scenario, settings, options, target
 
 
-def _execute(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    scenario: Scenario,
-    settings: MindSettings,
-    options: RunOptions,
-    per_host: int,
-    until_step: int,
-    factory: HostFactory | None,
-    resume_from: int | None,
-) -> None:
-    progress = Progress(scenario, until_step, enabled=options.progress)
-    manifest.setdefault("stats", []).append({"from_step": resume_from or 0})
-    status = "failed"
-    sim: Simulation | None = None
+def _execute(prepared: PreparedRun, factory: HostFactory | None) -> None:
+    """Runs a prepared run in this process: Ray and the services (unless ``factory`` stands in
+    for them), the driver, the manifest's status."""
+    options = prepared.options
+    n_hosts = -(-len(prepared.scenario.agents) // prepared.per_host)
+    progress = Progress(prepared.scenario, prepared.until_step, enabled=options.progress)
     try:
         with contextlib.ExitStack() as stack:
             if factory is None:
-                stack.enter_context(Services(options, hosts=-(-len(scenario.agents) // per_host)))
-                factory = _factory(options, settings, run_dir.name)
-            saved = resume_from
+                try:
+                    stack.enter_context(Services(options, hosts=n_hosts))
+                except BaseException as exc:
+                    _failed(prepared, exc)
+                    raise
+                factory = ray_factory(prepared, prepared.run_dir.name)
+            asyncio.run(drive(prepared, factory, progress.update, signals=True))
+    finally:
+        progress.close()
+    if options.engine.model == "tiny" and options.progress:
+        print(TINY_MODEL_NOTE)
 
-            def on_step(sim: Simulation) -> None:
-                nonlocal saved
-                progress.update(sim)
-                if sim.last_checkpoint_step != saved:  # the manifest follows every checkpoint
-                    saved = sim.last_checkpoint_step
-                    _record(manifest, sim, resume_from)
-                    write_manifest(run_dir, manifest)
 
-            sim = Simulation(
-                scenario,
-                settings,
-                run_dir,
-                factory,
-                per_host,
-                checkpoint_every=options.checkpoint_every,
-                sequential=options.sequential,
-                on_step=on_step,
-            )
-            asyncio.run(_drive(sim, until_step, resume_from))
+def ray_factory(prepared: PreparedRun, run_id: str) -> HostFactory:
+    """The run's hosts as Ray actors (their Qdrant collections named after ``run_id``)."""
+    return _factory(prepared.options, prepared.settings, run_id)
+
+
+def _failed(prepared: PreparedRun, exc: BaseException) -> None:
+    manifest = prepared.manifest
+    if isinstance(exc, Exception):
+        manifest["error"] = f"{type(exc).__name__}: {exc}"
+    manifest.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+    manifest["ended"] = _now()
+    write_manifest(prepared.run_dir, manifest)
+
+
+async def drive(
+    prepared: PreparedRun,
+    factory: HostFactory,
+    on_step: Callable[[Simulation], None] | None = None,
+    signals: bool = False,
+    started: Callable[[Simulation], None] | None = None,
+    at_end: Callable[[Simulation], Awaitable[None]] | None = None,
+) -> Simulation:
+    """Runs a prepared run on ``factory``'s hosts (the services already up), keeping its
+    manifest: the step of every checkpoint, and at the end its status (``finished``,
+    ``interrupted`` or ``failed``). ``signals``: Ctrl-C stops the run after its step (this run
+    alone in the process); ``started`` is told the simulation (to stop it from outside);
+    ``at_end`` runs after the last step, before the hosts close (to ask them their usage)."""
+    run_dir, manifest = prepared.run_dir, prepared.manifest
+    resume_from = prepared.resume_from
+    manifest.setdefault("stats", []).append({"from_step": resume_from or 0})
+    status = "failed"
+    saved = resume_from
+
+    def step_done(sim: Simulation) -> None:
+        nonlocal saved
+        if on_step is not None:
+            on_step(sim)
+        if sim.last_checkpoint_step != saved:  # the manifest follows every checkpoint
+            saved = sim.last_checkpoint_step
+            _record(manifest, sim, resume_from)
+            write_manifest(run_dir, manifest)
+
+    sim = Simulation(
+        prepared.scenario,
+        prepared.settings,
+        run_dir,
+        factory,
+        prepared.per_host,
+        checkpoint_every=prepared.options.checkpoint_every,
+        sequential=prepared.options.sequential,
+        on_step=step_done,
+    )
+    if started is not None:
+        started(sim)
+    try:
+        await _drive(sim, prepared.until_step, resume_from, signals, at_end)
         status = "finished"
     except (KeyboardInterrupt, RunInterrupted):
         status = "interrupted"
@@ -427,13 +505,10 @@ def _execute(
         manifest["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        progress.close()
         manifest.update(status=status, ended=_now())
-        if sim is not None:
-            _record(manifest, sim, resume_from)
+        _record(manifest, sim, resume_from)
         write_manifest(run_dir, manifest)
-    if options.engine.model == "tiny" and options.progress:
-        print(TINY_MODEL_NOTE)
+    return sim
 
 
 def _record(manifest: dict[str, Any], sim: Simulation, resume_from: int | None) -> None:
@@ -457,7 +532,13 @@ class RunInterrupted(Exception):
     """Ctrl-C: the run stopped at a step's end with a checkpoint of it."""
 
 
-async def _drive(sim: Simulation, until_step: int, resume_from: int | None) -> None:
+async def _drive(
+    sim: Simulation,
+    until_step: int,
+    resume_from: int | None,
+    signals: bool,
+    at_end: Callable[[Simulation], Awaitable[None]] | None = None,
+) -> None:
     """Places the hosts, starts or resumes, runs and finishes. The first Ctrl-C ends the run
     after the step in progress, with a checkpoint of it; a second stops at once (the last
     checkpoint stays what a resume starts from)."""
@@ -472,8 +553,9 @@ async def _drive(sim: Simulation, until_step: int, resume_from: int | None) -> N
         print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
 
     previous = None
-    with contextlib.suppress(ValueError):  # signals are the main thread's
-        previous = signal.signal(signal.SIGINT, interrupt)
+    if signals:
+        with contextlib.suppress(ValueError):  # signals are the main thread's
+            previous = signal.signal(signal.SIGINT, interrupt)
     sim.place_hosts()
     try:
         if resume_from is None:
@@ -485,6 +567,8 @@ async def _drive(sim: Simulation, until_step: int, resume_from: int | None) -> N
         if sim.step_no < until_step:
             raise RunInterrupted(f"stopped at step {sim.step_no}")
         await sim.finish()
+        if at_end is not None:
+            await at_end(sim)
     except asyncio.CancelledError:
         raise RunInterrupted("stopped at once") from None
     finally:
@@ -504,10 +588,7 @@ async def interview_run(
     Runs in this process (no Ray): the run's model (or ``engine``) and the embedder are loaded
     here; nothing in the run folder changes.
     """
-    from actors.host import AgentHost
-    from actors.messages import MemoryExport
-    from actors.mind.memory_store import InMemoryStore
-    from actors.mind.persona import Persona
+    from cluster.checkpoint_minds import restored_host, run_engine
     from serving.embedding import MiniLMEmbedder
     from serving.server import LLMServer
 
@@ -523,29 +604,13 @@ async def interview_run(
             f"agents: {', '.join(names)}"
         )
     state = read_checkpoint(run_dir)
-    if engine is None:
-        saved = manifest["options"]["engine"]
-        engine = EngineConfig.model_validate({**saved, "record": None, "replay": None})
+    engine = engine or run_engine(manifest)
     check_engine(engine, fresh=False)
     server = LLMServer(engine)
     server.start()
     embedder = MiniLMEmbedder()
     embedder.start()
-    personas = [Persona.from_dict(a.persona()) for a in scenario.agents if a.name in chosen]
-    host = AgentHost(
-        personas,
-        MindSettings.model_validate(manifest["settings"]),
-        int(manifest["seed"]),
-        llm=server,
-        embedder=embedder,
-        store=InMemoryStore(embedder.dim),
-    )
-    now = datetime.fromisoformat(state["clock"]["now"])
-    await host.restore(
-        {n: state["agents"][n] for n in chosen},
-        {n: MemoryExport.from_dict(state["memories"][n]) for n in chosen},
-        now,
-    )
+    host, now = await restored_host(manifest, state, chosen, server, embedder)
     records = {n: {r["id"]: r for r in state["memories"][n]["records"]} for n in chosen}
     answers = []
     for name in chosen:

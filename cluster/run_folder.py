@@ -16,6 +16,11 @@ import pyarrow.parquet as pq
 
 from cluster.outputs import part_step
 
+RUN_FORMAT = "simulacra-run"
+RUN_FORMAT_VERSION = 1
+"""A run folder's format, in its manifest (``format``, ``format_version``; manifests written
+before the version was recorded are version 1)."""
+
 
 class RunFolderError(Exception):
     """A run folder that is damaged (names the file and what is wrong)."""

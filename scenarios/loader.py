@@ -1,6 +1,7 @@
 """Reading (and writing) scenario files: every problem reported at once, each with its path.
 
-``load_scenario(path)`` reads a YAML file, ``parse_scenario(data)`` checks a dict already read.
+``load_scenario(path)`` reads a YAML file, ``parse_scenario(data)`` checks a dict already read
+(``read_yaml(path)`` is the strict reading alone, for other YAML files such as experiments).
 Either returns a :class:`~scenarios.schema.Scenario` or raises :class:`ScenarioError` listing
 every problem found, one per line, as ``source: field.path[3]: what was expected``. Checked, in
 order: the YAML itself (syntax, duplicate keys, a mapping at the top), the schema (types, ranges,
@@ -47,6 +48,16 @@ class ScenarioError(Exception):
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and check the YAML scenario file at ``path``."""
     source = str(path)
+    return parse_scenario(read_yaml(path, source), source=source)
+
+
+def read_yaml(
+    path: str | os.PathLike[str], source: str | None = None, *, what: str = "scenario"
+) -> Any:
+    """The mapping at the top of the YAML file at ``path``, read strictly (no key twice, no
+    alias bomb); else :class:`ScenarioError` from ``source`` (default: ``path``). ``what``
+    names the kind of file in the messages."""
+    source = str(path) if source is None else source
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -58,12 +69,20 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     except yaml.YAMLError as exc:
         raise ScenarioError(source, [("", _yaml_problem(exc))]) from None
     except RecursionError:
-        raise ScenarioError(source, [("", "nested too deeply to be a scenario")]) from None
+        raise ScenarioError(source, [("", f"nested too deeply to be {_a(what)}")]) from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise ScenarioError(source, [("", f"a value cannot be read: {exc}")]) from None
     if data is None:
-        raise ScenarioError(source, [("", "the file is empty (expected a scenario mapping)")])
-    return parse_scenario(data, source=source)
+        raise ScenarioError(source, [("", f"the file is empty (expected {_a(what)} mapping)")])
+    if not isinstance(data, dict):
+        found = type(data).__name__
+        problem = f"the top level is a {found} (expected a mapping of {what} keys)"
+        raise ScenarioError(source, [("", problem)])
+    return data
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {noun}"
 
 
 def parse_scenario(data: Any, source: str = "<data>") -> Scenario:

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from actors.mind.settings import MindSettings, Preset, preset_data
+from scenarios.measures import MeasuresSpec, measure_problems
 from serving.adapters import check_adapter_name
 from serving.types import InvalidAdapterNameError
 
@@ -190,6 +191,7 @@ class Scenario(_Strict):
     world: WorldSpec
     agents: list[AgentSpec] = Field(min_length=1)
     events: list[EventSpec] = []
+    measures: MeasuresSpec = MeasuresSpec()
 
     @property
     def end(self) -> datetime:
@@ -273,6 +275,8 @@ def reference_problems(scenario: Scenario) -> list[Problem]:
                     f"({scenario.start.isoformat()} to {scenario.end.isoformat()})",
                 )
             )
+    sectors = {s.name for s in scenario.world.sectors}
+    problems += measure_problems(scenario.measures, known, places, sectors, scenario.start)
     return problems
 
 

@@ -35,6 +35,7 @@ from actors.mind.settings import MindSettings
 from serving.llm import LLM
 
 INTERVIEW_SCHEMA = schemas.obj(answer=schemas.sentence(300))
+PROBE_SCHEMA = schemas.obj(knows=schemas.boolean(), what=schemas.sentence(200))
 
 
 def minute_of_day(now: datetime) -> int:
@@ -349,22 +350,31 @@ class Agent:
         return await self._interview(question, now)
 
     async def _interview(self, question: str, now: datetime) -> tuple[str, list[str]]:
+        answer, used = await self._ask_from_memory("interview", question, now, INTERVIEW_SCHEMA)
+        return (answer["answer"] if answer else ""), used
+
+    async def probe(self, question: str, now: datetime) -> tuple[bool, str, list[str]]:
+        """A yes-or-no interview (a measure's probe): does the agent know what ``question`` asks,
+        and what; decoded under :data:`PROBE_SCHEMA`.
+
+        Returns:
+            Whether it says it knows, what it says, and the ids of the records it was shown.
+        """
+        answer, used = await self._ask_from_memory("probe", question, now, PROBE_SCHEMA)
+        if not answer:
+            return False, "", used
+        return bool(answer["knows"]), str(answer["what"]), used
+
+    async def _ask_from_memory(
+        self, template: str, question: str, now: datetime, schema: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, list[str]]:
         found = (await self.memory.retrieve([question], now))[question]
         statements = "\n".join(f"- {r.description}" for r in found) or "- (nothing)"
+        fields = {"persona": persona_block(self.persona), "memories": statements}
         answer = await self.asker.ask_one(
-            Question(
-                "interview",
-                {
-                    "persona": persona_block(self.persona),
-                    "memories": statements,
-                    "question": question,
-                },
-                INTERVIEW_SCHEMA,
-                "interview",
-            )
+            Question(template, {**fields, "question": question}, schema, template)
         )
-        text = answer["answer"] if answer else ""
-        return text, [r.id for r in found]
+        return answer, [r.id for r in found]
 
     def get_state(self) -> dict[str, Any]:
         """Plain data: everything of the agent that changes during a run (memory aside)."""

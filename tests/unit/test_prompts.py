@@ -58,6 +58,7 @@ PURPOSES = {
     "reflection_questions",
     "reflection_insights",
     "interview",
+    "probe",
 }
 
 
@@ -94,6 +95,7 @@ async def every_purpose(agent: Agent) -> None:
         agent.asker, agent.memory, agent.persona, now, settings.reflection, settings.importance
     )
     await agent.interview("What are you doing today?", now + timedelta(hours=3))
+    await agent.probe("Do you know of Tobias Marrow?", now + timedelta(hours=3))
 
 
 async def test_every_purpose_begins_with_the_same_persona_message() -> None:

@@ -1,0 +1,1 @@
+"""Experiments: grids of runs over scenarios and seeds, scaling studies."""
