@@ -251,6 +251,26 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from experiments.runner import load, run_experiment
+    from experiments.stats import format_summary
+
+    experiment = load(args.experiment, out=args.out, record=args.record, replay=args.replay)
+    total = len(experiment.runs)
+    print(f"experiment {experiment.spec.name!r}: {total} runs into {experiment.folder}")
+    outcome = run_experiment(experiment, concurrency=args.concurrency)
+    print(
+        f"{len(outcome.started)} started, {len(outcome.resumed)} resumed, "
+        f"{len(outcome.kept)} kept from before, {len(outcome.failed)} failed"
+    )
+    for run_id, error in outcome.failed.items():
+        print(f"  {run_id}: {error}", file=sys.stderr)
+    if outcome.summary:
+        print(format_summary(outcome.summary))
+    print("written: " + ", ".join(str(p) for p in outcome.written))
+    return 1 if outcome.failed else 0
+
+
 def _cmd_import_ga(args: argparse.Namespace) -> int:
     from scenarios.import_ga import import_ga_to_file
 
@@ -378,6 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mea.set_defaults(func=_cmd_measure)
 
+    exp = sub.add_parser(
+        "experiment",
+        help="run a grid of scenarios and seeds (or a scaling study) and measure every run",
+        description="Runs every (grid point, seed) of an experiment file concurrently on one Ray "
+        "cluster sharing one LLM and embedding service, measures each run, and writes "
+        "results.parquet with a table of means and 95%% intervals. Run it again to resume.",
+    )
+    exp.add_argument("experiment", help="an experiment YAML file (scenarios/experiments/)")
+    exp.add_argument("--out", default=None, help="the experiment folder")
+    exp.add_argument("--concurrency", type=int, default=None, help="runs at once")
+    exp.add_argument("--record", default=None, help="record every model answer to this file")
+    exp.add_argument("--replay", default=None, help="answer from this recording")
+    exp.set_defaults(func=_cmd_experiment)
+
     imp = sub.add_parser("import-ga", help="import a Generative Agents storage folder")
     imp.add_argument("storage_dir")
     imp.add_argument("-o", "--output", required=True, help="the scenario YAML to write")
@@ -431,6 +465,7 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
     from characters.evaluate import EvalInputError, QuestionsError
     from characters.profile import ProfileError
     from characters.train import AdapterBaseError
+    from experiments.spec import ExperimentError
     from measures.run_data import MeasureError
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
@@ -438,6 +473,7 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
 
     return (
         MeasureError,
+        ExperimentError,
         ScenarioError,
         GAImportError,
         FileExistsError,

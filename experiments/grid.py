@@ -93,6 +93,7 @@ def expand(spec: ExperimentSpec, base: Scenario | None, source: str | None = Non
             if town_seed not in built:
                 start = base
                 if town is not None and town_seed is not None:
+                    assert town.agents is not None  # spec_problems: given, or from sizes
                     start = synthetic_town(town.agents, town_seed, town.hours)
                 assert start is not None
                 built[town_seed] = _scenario(start, overrides, paths, spec.declare, problems)

@@ -38,6 +38,7 @@ from experiments.progress import ExperimentProgress
 from experiments.results import write_results
 from experiments.scaling import ScalingProbe, write_scaling
 from experiments.spec import ExperimentError, ExperimentSpec, load_experiment
+from experiments.stats import SummaryRow
 from serving.config import EngineConfig
 from serving.files import write_text_atomic
 
@@ -70,6 +71,8 @@ class Outcome:
     resumed: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    summary: list[SummaryRow] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
 
 
 def load(
@@ -146,15 +149,18 @@ def run_experiment(experiment: Experiment, concurrency: int | None = None) -> Ou
     limit = 1 if spec.kind == "scaling" else (concurrency or spec.concurrency)
     outcome = Outcome()
     todo = [r for r in experiment.runs if not _done(experiment, r, outcome)]
-    for engine, runs in _by_engine(experiment, todo).items():
+    for engine, runs in _by_engine(experiment, todo):
         hosts = limit * max(1, max(len(r.scenario.agents) for r in runs) // 4)
         with Services(RunOptions(engine=engine), hosts=hosts):
             asyncio.run(_run_all(experiment, runs, limit, outcome))
         if outcome.interrupted:
             break
-    write_results(experiment.folder, spec, experiment.runs)
+    results, outcome.summary = write_results(experiment.folder, spec, experiment.runs)
+    outcome.written.append(results)
     if spec.kind == "scaling":
-        write_scaling(experiment.folder, experiment.runs)
+        scaling = write_scaling(experiment.folder, experiment.runs)
+        if scaling is not None:
+            outcome.written.append(scaling)
     if outcome.interrupted:
         raise KeyboardInterrupt
     return outcome
@@ -176,12 +182,13 @@ def _done(experiment: Experiment, run: RunSpec, outcome: Outcome) -> bool:
 
 def _by_engine(
     experiment: Experiment, runs: Sequence[RunSpec]
-) -> dict[EngineConfig, list[RunSpec]]:
+) -> list[tuple[EngineConfig, list[RunSpec]]]:
     """Runs grouped by the model they need: one set of services per group."""
-    groups: dict[EngineConfig, list[RunSpec]] = {}
+    groups: dict[str, tuple[EngineConfig, list[RunSpec]]] = {}
     for run in runs:
-        groups.setdefault(_engine(experiment, run), []).append(run)
-    return groups
+        engine = _engine(experiment, run)
+        groups.setdefault(engine.model_dump_json(), (engine, []))[1].append(run)
+    return list(groups.values())
 
 
 def _engine(experiment: Experiment, run: RunSpec) -> EngineConfig:

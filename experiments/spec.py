@@ -47,7 +47,7 @@ class SyntheticSpec(_Strict):
     """A synthetic town (:func:`scenarios.synthetic.synthetic_town`); ``town_seed`` None: each
     run's town is built with the run's seed."""
 
-    agents: int = Field(ge=1, le=MAX_AGENTS)
+    agents: int | None = Field(None, ge=1, le=MAX_AGENTS)  # a scaling study's come from sizes
     hours: float = Field(1.0, gt=0, le=MAX_DURATION_HOURS, allow_inf_nan=False)
     town_seed: int | None = None
 
@@ -126,6 +126,13 @@ def spec_problems(spec: ExperimentSpec) -> list[Problem]:
             problems.append(("synthetic", "required for kind: scaling (the town to scale)"))
     elif spec.sizes is not None:
         problems.append(("sizes", "only for kind: scaling (use grid: synthetic.agents)"))
+    if (
+        spec.synthetic is not None
+        and spec.synthetic.agents is None
+        and spec.kind != "scaling"
+        and "synthetic.agents" not in (spec.grid or {})
+    ):
+        problems.append(("synthetic.agents", "required: the synthetic town's number of agents"))
     for field in ("sizes", "seeds", "measures", "measure_at"):
         problems += _repeats(field, getattr(spec, field) or [])
     return problems

@@ -39,13 +39,17 @@ def at_place(place: str, gathering_place: str) -> bool:
     return place == gathering_place or place.split(":", 1)[0] == gathering_place
 
 
-def attendees(gathering: GatheringSpec, agent_tracks: Mapping[str, Track]) -> list[str]:
-    """Agents at the gathering's place at some time in [start, end), in name order."""
+def attendees(
+    gathering: GatheringSpec, agent_tracks: Mapping[str, Track], run_end: datetime
+) -> list[str]:
+    """Agents at the gathering's place at some time in [start, end) before ``run_end`` (where
+    the run's events stop), in name order."""
+    end = min(gathering.end, run_end)
     came = []
     for agent, track in sorted(agent_tracks.items()):
         for i, (since, place) in enumerate(track):
-            until = track[i + 1][0] if i + 1 < len(track) else None
-            overlaps = since < gathering.end and (until is None or until > gathering.start)
+            until = track[i + 1][0] if i + 1 < len(track) else run_end
+            overlaps = since < end and until > gathering.start
             if overlaps and at_place(place, gathering.place):
                 came.append(agent)
                 break

@@ -155,14 +155,23 @@ def _read(run: RunData, step: int) -> _Checkpoint:
 async def _probe(
     host: AgentHost, questions: Sequence[tuple[str, str]], now: datetime
 ) -> list[ProbeAnswer]:
-    """Every (agent, question), concurrently (the model batches them)."""
+    """Every (agent, question), in order per agent (an agent's request seeds follow its own
+    counter, so its answers must not depend on which retrieval finished first: a replay asks
+    the same requests), the agents concurrently (the model batches them)."""
     limit = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+    by_agent: dict[str, list[int]] = {}
+    for i, (agent, _) in enumerate(questions):
+        by_agent.setdefault(agent, []).append(i)
+    answers: list[ProbeAnswer | None] = [None] * len(questions)
 
-    async def one(agent: str, question: str) -> ProbeAnswer:
-        async with limit:
-            return await host.probe(agent, question, now)
+    async def agent_probes(indices: list[int]) -> None:
+        for i in indices:
+            agent, question = questions[i]
+            async with limit:
+                answers[i] = await host.probe(agent, question, now)
 
-    return list(await asyncio.gather(*(one(a, q) for a, q in questions)))
+    await asyncio.gather(*(agent_probes(ix) for ix in by_agent.values()))
+    return [a for a in answers if a is not None]
 
 
 async def _awareness(
@@ -287,15 +296,18 @@ def _attendance(run: RunData, found: Mapping[str, list[Awareness]], measured: Me
     scenario = run.scenario
     starts = {a.name: a.start or a.home for a in scenario.agents}
     agent_tracks = tracks(run.table("events"), starts, scenario.start)
-    last = run.steps[-1]
-    reached_until = scenario.start + timedelta(seconds=last * scenario.step_seconds)
+    run_end = scenario.start + timedelta(seconds=run.steps[-1] * scenario.step_seconds)
     out = measured.summary.setdefault("gatherings", {})
     for g in gatherings:
-        came = attendees(g, agent_tracks)
+        where = {"place": g.place, "start": g.start.isoformat()}
+        if run_end <= g.start:  # the run ended before it: nothing to count
+            out[g.name] = {**where, "reached": False}
+            continue
+        came = attendees(g, agent_tracks, run_end)
         answers = found.get(g.information or "")
         aware = [a.agent for a in answers if a.aware] if answers else None
-        numbers = attendance_summary(g, came, aware, reached=reached_until >= g.end)
-        out[g.name] = {"place": g.place, "start": g.start.isoformat(), **numbers}
+        numbers = attendance_summary(g, came, aware, reached=run_end >= g.end)
+        out[g.name] = {**where, **numbers}
         for name in came:
             measured.rows.append(MeasureRow("attended", f"{g.name}/{name}", None, g.start, 1.0))
         for measure in ("attendance", "told_attended", "aware_attended"):
@@ -335,7 +347,8 @@ def scalar_measures(summary: Mapping[str, Any]) -> dict[str, float]:
             if step in by_step:
                 out[f"{key}.{label}"] = by_step[step][key]
     for name, g in summary.get("gatherings", {}).items():
-        out[f"attendance.{name}"] = g["attended"]
+        if "attended" in g:  # not when the run ended before the gathering
+            out[f"attendance.{name}"] = g["attended"]
     for name, value in summary.get("cost", {}).items():
         out[f"cost.{name}"] = float(value)
     return out

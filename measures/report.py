@@ -44,7 +44,7 @@ def format_report(summary: Mapping[str, Any]) -> str:
             lines.append(f"network density ({label}): {values}")
     for name, g in summary.get("gatherings", {}).items():
         lines.append("")
-        if not g["reached"]:
+        if "attended" not in g:
             lines.append(f"gathering {name} at {g['place']} {g['start']}: not reached by the run")
             continue
         aware = f", {g['aware_attended']} of {g['aware']} aware" if "aware" in g else ""

@@ -31,7 +31,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -165,8 +165,59 @@ def import_ga(storage_dir: Path, hours: float = 48.0) -> Scenario:
         "settings": _settings(settings_seen),
         "world": {"name": _clean(maze or "the Ville"), "sectors": sectors},
         "agents": agents,
+        "measures": original_measures(agents, world, start),
     }
     return parse_scenario(data, source=str(storage_dir))
+
+
+def original_measures(
+    agents: list[dict[str, Any]], world: dict[str, dict[str, list[str]]], start: datetime
+) -> dict[str, Any]:
+    """What the original's storage seeds for its section-7 study, declared as measures where
+    this storage has it: Isabella Rodriguez's Valentine's Day party at Hobbs Cafe (February 14,
+    2023, 5 to 7pm) and Sam Moore's run for mayor, each only when the persona is here and its
+    ``currently`` mentions it."""
+    by_name = {a["name"]: a for a in agents}
+
+    def mentions(name: str, word: str) -> bool:
+        return name in by_name and word in by_name[name]["current_situation"].lower()
+
+    information: list[dict[str, Any]] = []
+    gatherings: list[dict[str, Any]] = []
+    if mentions("Isabella Rodriguez", "party"):
+        information.append(
+            {
+                "name": "party",
+                "text": "Isabella Rodriguez is having a Valentine's Day party at Hobbs Cafe on "
+                "February 14th, 2023, from 5pm to 7pm.",
+                "question": "Did you know there is a Valentine's Day party? If so, where and when?",
+                "seeded_in": ["Isabella Rodriguez"],
+                "keywords": ["party"],
+            }
+        )
+        party = datetime(2023, 2, 14, 17, 0, tzinfo=start.tzinfo)
+        if "Hobbs Cafe" in world and party >= start:
+            gatherings.append(
+                {
+                    "name": "party",
+                    "place": "Hobbs Cafe",
+                    "start": party,
+                    "end": party + timedelta(hours=2),
+                    "told": ["Isabella Rodriguez"],
+                    "information": "party",
+                }
+            )
+    if mentions("Sam Moore", "mayor"):
+        information.append(
+            {
+                "name": "candidacy",
+                "text": "Sam Moore is running for local mayor in the upcoming election.",
+                "question": "Do you know who is running for mayor? If so, who?",
+                "seeded_in": ["Sam Moore"],
+                "keywords": ["mayor"],
+            }
+        )
+    return {"information": information, "gatherings": gatherings}
 
 
 def import_ga_to_file(

@@ -91,6 +91,19 @@ def test_sector_positions_from_start_tiles(ville: Scenario) -> None:
     assert sectors["Hobbs Cafe"].position is None
 
 
+def test_the_originals_seeded_news_are_declared_as_measures(ville: Scenario) -> None:
+    info = {i.name: i for i in ville.measures.information}
+    assert info["party"].seeded_in == ["Isabella Rodriguez"]
+    assert info["candidacy"].seeded_in == ["Sam Moore"]
+    (party,) = ville.measures.gatherings
+    assert (party.place, party.information, party.told) == (
+        "Hobbs Cafe",
+        "party",
+        ["Isabella Rodriguez"],
+    )
+    assert (party.start.hour, party.end.hour, party.start.day) == (17, 19, 14)
+
+
 def test_write_and_load_back(tmp_path: Path, ville: Scenario) -> None:
     out = tmp_path / "ville.yaml"
     written = import_ga_to_file(VILLE, out, hours=6)
