@@ -143,7 +143,10 @@ def scaling_figure(rows: Sequence[Mapping[str, float]], path: Path) -> Path:
     }
     _panel(throughput, rows, throughput_series, "per second")
     throughput.set_title("Throughput")
-    memory_series = {"host_mb_per_agent": "host MB per agent", "service_mb": "LLM service MB"}
+    memory_series = {
+        "host_mb_per_agent": "host MB per agent",
+        "service_mb": "services MB (LLM + embedder, peak)",
+    }
     _panel(memory, rows, memory_series, "MB")
     memory.set_title("Memory")
     return save_png(figure, path)

@@ -88,7 +88,7 @@ def test_the_model_and_engine_go_to_the_run_options(town: Scenario) -> None:
 
 def test_a_scaling_study_builds_a_town_of_each_size() -> None:
     spec = _spec(
-        kind="scaling", scenario=None, synthetic={"agents": 2, "town_seed": 5},
+        kind="scaling", scenario=None, synthetic={"town_seed": 5},
         sizes=[3, 5], seeds=[0, 1], steps=None, hours=0.5,
     )  # fmt: skip
     runs = expand(spec, None)
@@ -210,13 +210,15 @@ SYNTHETIC = {"agents": 4}
         ({"measures": ["costs"]}, "measures[0]", "Input should be 'awareness'"),
         ({"concurency": 3}, "concurency", "unknown key (a typo?); expected one of: name"),
         ({"synthetic": {"agents": 0}, "scenario": None}, "synthetic.agents", "greater than"),
+        ({"synthetic": {"hours": 1}, "scenario": None}, "synthetic.agents", "required"),
         ({"engine": "gpt"}, "engine", "Input should be 'hf', 'vllm' or 'openai'"),
         ({"name": "my run"}, "name", "should match pattern"),
     ],
     ids=[
         "empty grid", "empty list", "duplicate seeds", "no seeds", "seed in grid", "both",
         "neither", "sizes without scaling", "scaling without sizes", "steps and hours",
-        "duplicate measure", "unknown measure", "typo", "no agents", "unknown engine", "name",
+        "duplicate measure", "unknown measure", "typo", "no agents", "agents missing",
+        "unknown engine", "name",
     ],
 )  # fmt: skip
 def test_each_bad_experiment_file_is_refused_with_its_path(
