@@ -255,6 +255,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from experiments.runner import load, run_experiment
     from experiments.stats import format_summary
 
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency {args.concurrency}: expected a number >= 1")
     experiment = load(args.experiment, out=args.out, record=args.record, replay=args.replay)
     total = len(experiment.runs)
     print(f"experiment {experiment.spec.name!r}: {total} runs into {experiment.folder}")

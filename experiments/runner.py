@@ -31,6 +31,7 @@ from cluster.run import (
     prepare_start,
     ray_factory,
     read_manifest,
+    resolve_agents_per_host,
 )
 from cluster.simulation import Simulation
 from experiments.grid import RunSpec, expand, load_base
@@ -70,6 +71,7 @@ class Outcome:
     started: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    stopping: bool = False  # Ctrl-C: no run starts, the running ones end after their step
     failed: dict[str, str] = field(default_factory=dict)
     summary: list[SummaryRow] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
@@ -150,10 +152,10 @@ def run_experiment(experiment: Experiment, concurrency: int | None = None) -> Ou
     outcome = Outcome()
     todo = [r for r in experiment.runs if not _done(experiment, r, outcome)]
     for engine, runs in _by_engine(experiment, todo):
-        hosts = limit * max(1, max(len(r.scenario.agents) for r in runs) // 4)
+        hosts = limit * max(_hosts(experiment, r) for r in runs)
         with Services(RunOptions(engine=engine), hosts=hosts):
             asyncio.run(_run_all(experiment, runs, limit, outcome))
-        if outcome.interrupted:
+        if outcome.stopping:
             break
     results, outcome.summary = write_results(experiment.folder, spec, experiment.runs)
     outcome.written.append(results)
@@ -161,9 +163,15 @@ def run_experiment(experiment: Experiment, concurrency: int | None = None) -> Ou
         scaling = write_scaling(experiment.folder, experiment.runs)
         if scaling is not None:
             outcome.written.append(scaling)
-    if outcome.interrupted:
+    if outcome.stopping:
         raise KeyboardInterrupt
     return outcome
+
+
+def _hosts(experiment: Experiment, run: RunSpec) -> int:
+    """How many host actors ``run`` places (the LLM's CPU threads are what they leave)."""
+    agents = len(run.scenario.agents)
+    return -(-agents // resolve_agents_per_host(_options(experiment, run), agents))
 
 
 def _done(experiment: Experiment, run: RunSpec, outcome: Outcome) -> bool:
@@ -238,18 +246,18 @@ async def _run_all(
     tasks: list[asyncio.Task[None]] = []
 
     def interrupt(signum: int, frame: object) -> None:
-        if outcome.interrupted:  # the second Ctrl-C: stop at once
+        if outcome.stopping:  # the second Ctrl-C: stop at once
             for task in tasks:
                 loop.call_soon_threadsafe(task.cancel)
             return
-        outcome.interrupted.append("(Ctrl-C)")
+        outcome.stopping = True
         for sim in active.values():
             sim.request_stop()
         print("\nstopping every run after its step (Ctrl-C again to stop now)", file=sys.stderr)
 
     async def one(run: RunSpec) -> None:
         async with slots:
-            if outcome.interrupted:
+            if outcome.stopping:
                 return
             await _one(experiment, run, outcome, progress, active)
 
@@ -260,7 +268,7 @@ async def _run_all(
         tasks = [asyncio.create_task(one(r)) for r in runs]
         for done in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(done, asyncio.CancelledError):
-                outcome.interrupted.append("(cancelled)")
+                outcome.stopping = True
             elif isinstance(done, BaseException):
                 raise done
     finally:

@@ -119,3 +119,20 @@ def test_every_command_maps_the_engine_flags_alike(capsys: pytest.CaptureFixture
     ):
         assert main(argv) == 2
         assert "--engine openai needs --base-url" in capsys.readouterr().err
+
+
+def test_measure_refuses_a_folder_that_is_not_a_run(tmp_path, capsys) -> None:
+    assert main(["measure", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a run folder (no manifest.json)" in capsys.readouterr().err
+    assert main(["measure", str(tmp_path), "--measures", "gossip"]) == 2
+    assert "--measures 'gossip'" in capsys.readouterr().err
+
+
+def test_experiment_refuses_bad_options_and_files_before_anything(tmp_path, capsys) -> None:
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\nsynthetic: {agents: 3}\nseeds: [0, 0]\nsteps: 2\n")
+    assert main(["experiment", str(spec), "--out", str(tmp_path / "out")]) == 2
+    assert f"{spec}: seeds[1]: 0 is given twice" in capsys.readouterr().err
+    assert main(["experiment", str(spec), "--concurrency", "0"]) == 2
+    assert "--concurrency 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
