@@ -45,6 +45,7 @@ from actors.mind.memory_store import MemoryStore
 from actors.mind.persona import Persona
 from actors.mind.records import KINDS
 from actors.mind.settings import MindSettings
+from actors.proc_memory import proc_mb
 from serving.embedding import Embedder
 from serving.llm import LLM
 from serving.wrappers.accounting import AccountingLLM
@@ -336,14 +337,7 @@ def _node_id() -> str:
 
 def _rss_mb() -> float:
     """This process's resident memory now, in MB (``VmRSS``; 0.0 where there is no /proc)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return proc_mb("/proc/self/status", "VmRSS")
 
 
 def remote_host(**actor_options: Any) -> Any:

@@ -18,6 +18,27 @@ from serving.embedding import Embedder
 from serving.llm import LLM
 
 
+def local_llm(engine: EngineConfig) -> LLM:
+    """``engine``'s model loaded in this process, after ``cluster.run.check_engine`` (a missing
+    model or adapter is a ``RunError`` before anything loads)."""
+    from cluster.run import check_engine
+    from serving.server import LLMServer
+
+    check_engine(engine, fresh=False)
+    server = LLMServer(engine)
+    server.start()
+    return server
+
+
+def local_embedder() -> Embedder:
+    """The MiniLM embedder, loaded in this process."""
+    from serving.embedding import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    embedder.start()
+    return embedder
+
+
 def run_engine(manifest: Mapping[str, Any]) -> EngineConfig:
     """The run's own model, without its recording or replay file."""
     saved = manifest["options"]["engine"]

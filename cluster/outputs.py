@@ -186,13 +186,16 @@ class RunTables:
     def finish(self) -> dict[str, Path]:
         """Joins every table's parts into ``<table>.parquet`` (empty tables too)."""
         written: dict[str, Path] = {}
-        parts = self._parts()
         for name, schema in TABLES.items():
-            mine = [p for p in parts if p.name.startswith(f"{name}-")]
-            tables = [pq.read_table(p, schema=schema) for p in mine]
+            tables = [pq.read_table(p, schema=schema) for p in table_parts(self.run_dir, name)]
             table = pa.concat_tables(tables) if tables else schema.empty_table()
             written[name] = write_table(table, self.run_dir / f"{name}.parquet")
         return written
+
+
+def table_parts(run_dir: str | os.PathLike[str], table: str) -> list[Path]:
+    """``table``'s part files in a run folder, in step order."""
+    return sorted((Path(run_dir) / "parts").glob(f"{table}-*.parquet"))
 
 
 def part_step(path: Path) -> int:

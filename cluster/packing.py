@@ -13,6 +13,8 @@ import math
 import os
 from collections.abc import Sequence
 
+from actors.proc_memory import proc_mb
+
 ACTOR_MB = 157.0
 """Resident memory of one idle host actor (FACTS.md)."""
 AGENT_MB = 8.0
@@ -51,11 +53,4 @@ def pack(names: Sequence[str], per_host: int) -> list[list[str]]:
 
 
 def _available_mb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 4096.0
+    return proc_mb("/proc/meminfo", "MemAvailable", default=4096.0)

@@ -251,16 +251,6 @@ class Services:
                 serve.shutdown()
 
 
-def _factory(options: RunOptions, settings: MindSettings, run_id: str) -> HostFactory:
-    return ray_host_factory(
-        settings,
-        options.seed,
-        options.qdrant_url or ":memory:",
-        sequential=options.sequential,
-        collection_prefix=f"simulacra_{run_id}",
-    )
-
-
 @dataclass
 class PreparedRun:
     """A run folder ready to run: what it runs, how, and from where (``resume_from``: the
@@ -443,7 +433,14 @@ def _execute(prepared: PreparedRun, factory: HostFactory | None) -> None:
 
 def ray_factory(prepared: PreparedRun, run_id: str) -> HostFactory:
     """The run's hosts as Ray actors (their Qdrant collections named after ``run_id``)."""
-    return _factory(prepared.options, prepared.settings, run_id)
+    options = prepared.options
+    return ray_host_factory(
+        prepared.settings,
+        options.seed,
+        options.qdrant_url or ":memory:",
+        sequential=options.sequential,
+        collection_prefix=f"simulacra_{run_id}",
+    )
 
 
 def _failed(prepared: PreparedRun, exc: BaseException) -> None:
@@ -588,9 +585,7 @@ async def interview_run(
     Runs in this process (no Ray): the run's model (or ``engine``) and the embedder are loaded
     here; nothing in the run folder changes.
     """
-    from cluster.checkpoint_minds import restored_host, run_engine
-    from serving.embedding import MiniLMEmbedder
-    from serving.server import LLMServer
+    from cluster.checkpoint_minds import local_embedder, local_llm, restored_host, run_engine
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -604,13 +599,9 @@ async def interview_run(
             f"agents: {', '.join(names)}"
         )
     state = read_checkpoint(run_dir)
-    engine = engine or run_engine(manifest)
-    check_engine(engine, fresh=False)
-    server = LLMServer(engine)
-    server.start()
-    embedder = MiniLMEmbedder()
-    embedder.start()
-    host, now = await restored_host(manifest, state, chosen, server, embedder)
+    llm = local_llm(engine or run_engine(manifest))  # checked before anything loads
+    embedder = local_embedder()
+    host, now = await restored_host(manifest, state, chosen, llm, embedder)
     records = {n: {r["id"]: r for r in state["memories"][n]["records"]} for n in chosen}
     answers = []
     for name in chosen:

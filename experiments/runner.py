@@ -70,7 +70,6 @@ class Outcome:
     kept: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
-    interrupted: list[str] = field(default_factory=list)
     stopping: bool = False  # Ctrl-C: no run starts, the running ones end after their step
     failed: dict[str, str] = field(default_factory=dict)
     summary: list[SummaryRow] = field(default_factory=list)
@@ -307,8 +306,7 @@ async def _one(
                 started=lambda sim: active.__setitem__(run.run_id, sim),
                 at_end=probe.finish if probe is not None else None,
             )
-        except KeyboardInterrupt:
-            outcome.interrupted.append(run.run_id)
+        except KeyboardInterrupt:  # Ctrl-C (outcome.stopping): it resumes next time
             return
         except Exception as exc:
             outcome.failed[run.run_id] = f"{type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from actors.proc_memory import proc_mb
 from cluster.outputs import write_table
 from experiments.grid import RunSpec
 
@@ -27,14 +28,7 @@ SERVICE_MARK = "ServeReplica"
 
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory (``VmHWM``) in MB; 0.0 where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return proc_mb(f"/proc/{pid}/status", "VmHWM")
 
 
 def service_pids() -> list[int]:

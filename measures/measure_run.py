@@ -18,7 +18,7 @@ import numpy as np
 
 from actors.host import AgentHost
 from actors.messages import ProbeAnswer
-from cluster.checkpoint_minds import restored_host, run_engine
+from cluster.checkpoint_minds import local_embedder, local_llm, restored_host, run_engine
 from cluster.outputs import write_table
 from measures.attendance import attendance_summary, attendees, tracks
 from measures.awareness import (
@@ -52,6 +52,7 @@ class Measured:
 
 @dataclass(frozen=True)
 class _Checkpoint:
+    state: dict[str, Any]
     step: int
     time: datetime
     records: dict[str, list[dict[str, Any]]]
@@ -91,9 +92,7 @@ async def measure_run(
         if not probing:
             continue
         assert llm is not None and embedder is not None
-        host, now = await restored_host(
-            run.manifest, run.checkpoint(step), run.names, llm, embedder
-        )
+        host, now = await restored_host(run.manifest, checkpoint.state, run.names, llm, embedder)
         try:
             if "awareness" in kinds:
                 found = await _awareness(run, host, embedder, checkpoint, now, measured)
@@ -116,25 +115,14 @@ async def measure_run(
 
 
 def _models(run: RunData, llm: LLM | None, embedder: Embedder | None) -> tuple[LLM, Embedder]:
-    if llm is None:
-        from cluster.run import RunError, check_engine
-        from serving.server import LLMServer
+    from cluster.run import RunError
 
-        engine = run_engine(run.manifest)
+    if llm is None:
         try:
-            check_engine(engine, fresh=False)
+            llm = local_llm(run_engine(run.manifest))
         except RunError as exc:
             raise MeasureError(f"{run.run_dir}: the run's model: {exc}") from None
-        server = LLMServer(engine)
-        server.start()
-        llm = server
-    if embedder is None:
-        from serving.embedding import MiniLMEmbedder
-
-        minilm = MiniLMEmbedder()
-        minilm.start()
-        embedder = minilm
-    return llm, embedder
+    return llm, embedder or local_embedder()
 
 
 def _read(run: RunData, step: int) -> _Checkpoint:
@@ -149,7 +137,7 @@ def _read(run: RunData, step: int) -> _Checkpoint:
         flat = np.frombuffer(bytes(memory["vectors"]), dtype=np.float32)
         rows = len(records[name])
         vectors[name] = flat.reshape(rows, -1) if rows else np.zeros((0, 0), dtype=np.float32)
-    return _Checkpoint(step, datetime.fromisoformat(state["clock"]["now"]), records, vectors)
+    return _Checkpoint(state, step, datetime.fromisoformat(state["clock"]["now"]), records, vectors)
 
 
 async def _probe(

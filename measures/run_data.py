@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.checkpoints import CheckpointError, checkpoint_steps, read_checkpoint
-from cluster.outputs import TABLES
+from cluster.outputs import TABLES, table_parts
 from cluster.run_folder import RUN_FORMAT, RUN_FORMAT_VERSION
 from scenarios.schema import Scenario
 
@@ -46,7 +46,7 @@ class RunData:
         interrupted run)."""
         schema = TABLES[name]
         whole = self.run_dir / f"{name}.parquet"
-        paths = [whole] if whole.is_file() else sorted(self.run_dir.glob(f"parts/{name}-*.parquet"))
+        paths = [whole] if whole.is_file() else table_parts(self.run_dir, name)
         tables = []
         for path in paths:
             try:
