@@ -253,10 +253,12 @@ class AgentHost:
             answer, used = await agent.interview(question, now)
         return InterviewAnswer(name, question, answer, tuple(used))
 
-    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
+    async def probe(
+        self, name: str, question: str, now: datetime, say_what: bool = True
+    ) -> ProbeAnswer:
         agent = self._agent(name)
         with self.accounting.context(agent=name):
-            knows, what, used = await agent.probe(question, now)
+            knows, what, used = await agent.probe(question, now, say_what=say_what)
         return ProbeAnswer(name, question, knows, what, tuple(used))
 
     async def drain_rows(self) -> HostRows:

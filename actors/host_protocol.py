@@ -94,8 +94,11 @@ class Host(Protocol):
         """``name`` answers ``question`` in character."""
         ...
 
-    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
-        """``name`` answers a yes-or-no ``question`` (does it know, and what)."""
+    async def probe(
+        self, name: str, question: str, now: datetime, say_what: bool = True
+    ) -> ProbeAnswer:
+        """``name`` answers a yes-or-no ``question`` (does it know, and with ``say_what``,
+        what)."""
         ...
 
     async def drain_rows(self) -> HostRows:

@@ -118,8 +118,10 @@ class RemoteHost:
     async def interview(self, name: str, question: str, now: datetime) -> InterviewAnswer:
         return await self._result(self.actor.interview.remote(name, question, now))
 
-    async def probe(self, name: str, question: str, now: datetime) -> ProbeAnswer:
-        return await self._result(self.actor.probe.remote(name, question, now))
+    async def probe(
+        self, name: str, question: str, now: datetime, say_what: bool = True
+    ) -> ProbeAnswer:
+        return await self._result(self.actor.probe.remote(name, question, now, say_what))
 
     async def drain_rows(self) -> HostRows:
         return await self._result(self.actor.drain_rows.remote())

@@ -141,11 +141,12 @@ def _read(run: RunData, step: int) -> _Checkpoint:
 
 
 async def _probe(
-    host: AgentHost, questions: Sequence[tuple[str, str]], now: datetime
+    host: AgentHost, questions: Sequence[tuple[str, str]], now: datetime, say_what: bool = True
 ) -> list[ProbeAnswer]:
     """Every (agent, question), in order per agent (an agent's request seeds follow its own
     counter, so its answers must not depend on which retrieval finished first: a replay asks
-    the same requests), the agents concurrently (the model batches them)."""
+    the same requests), the agents concurrently (the model batches them). Without
+    ``say_what`` the answers are only yes or no (a few tokens each)."""
     limit = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
     by_agent: dict[str, list[int]] = {}
     for i, (agent, _) in enumerate(questions):
@@ -156,7 +157,7 @@ async def _probe(
         for i in indices:
             agent, question = questions[i]
             async with limit:
-                answers[i] = await host.probe(agent, question, now)
+                answers[i] = await host.probe(agent, question, now, say_what)
 
     await asyncio.gather(*(agent_probes(ix) for ix in by_agent.values()))
     return [a for a in answers if a is not None]
@@ -239,7 +240,9 @@ async def _network(
 ) -> None:
     template = run.scenario.measures.relationships.question
     pairs = [(a, b) for a in run.names for b in run.names if a != b]
-    answers = await _probe(host, [(a, template.format(name=b)) for a, b in pairs], now)
+    # N(N-1) probes (600 for 25 agents): yes or no only, as the paper's
+    questions = [(a, template.format(name=b)) for a, b in pairs]
+    answers = await _probe(host, questions, now, say_what=False)
     step, t = checkpoint.step, checkpoint.time
     says_yes = {}
     for (a, b), answer in zip(pairs, answers, strict=True):

@@ -36,6 +36,11 @@ from serving.llm import LLM
 
 INTERVIEW_SCHEMA = schemas.obj(answer=schemas.sentence(300))
 PROBE_SCHEMA = schemas.obj(knows=schemas.boolean(), what=schemas.sentence(200))
+KNOWS_SCHEMA = schemas.obj(knows=schemas.boolean())  # a probe that asks only yes or no
+_PROBE_FORMS = {  # say_what: the schema and the answer's form shown in the prompt
+    True: (PROBE_SCHEMA, '{"knows": <true or false>, "what": <what you know, in one sentence>}'),
+    False: (KNOWS_SCHEMA, '{"knows": <true or false>}'),
+}
 
 
 def minute_of_day(now: datetime) -> int:
@@ -353,24 +358,34 @@ class Agent:
         answer, used = await self._ask_from_memory("interview", question, now, INTERVIEW_SCHEMA)
         return (answer["answer"] if answer else ""), used
 
-    async def probe(self, question: str, now: datetime) -> tuple[bool, str, list[str]]:
+    async def probe(
+        self, question: str, now: datetime, *, say_what: bool = True
+    ) -> tuple[bool, str, list[str]]:
         """A yes-or-no interview (a measure's probe): does the agent know what ``question`` asks,
-        and what; decoded under :data:`PROBE_SCHEMA`.
+        and (with ``say_what``) what; decoded under :data:`PROBE_SCHEMA` (or
+        :data:`KNOWS_SCHEMA`, a few tokens, for the many probes whose answer is only yes or no).
 
         Returns:
-            Whether it says it knows, what it says, and the ids of the records it was shown.
+            Whether it says it knows, what it says (``""`` without ``say_what``), and the ids of
+            the records it was shown.
         """
-        answer, used = await self._ask_from_memory("probe", question, now, PROBE_SCHEMA)
+        schema, form = _PROBE_FORMS[say_what]
+        answer, used = await self._ask_from_memory("probe", question, now, schema, answer_form=form)
         if not answer:
             return False, "", used
-        return bool(answer["knows"]), str(answer["what"]), used
+        return bool(answer["knows"]), str(answer.get("what", "")), used
 
     async def _ask_from_memory(
-        self, template: str, question: str, now: datetime, schema: dict[str, Any]
+        self,
+        template: str,
+        question: str,
+        now: datetime,
+        schema: dict[str, Any],
+        **more: str,
     ) -> tuple[dict[str, Any] | None, list[str]]:
         found = (await self.memory.retrieve([question], now))[question]
         statements = "\n".join(f"- {r.description}" for r in found) or "- (nothing)"
-        fields = {"persona": persona_block(self.persona), "memories": statements}
+        fields = {"persona": persona_block(self.persona), "memories": statements, **more}
         answer = await self.asker.ask_one(
             Question(template, {**fields, "question": question}, schema, template)
         )

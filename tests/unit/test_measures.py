@@ -124,7 +124,7 @@ def rules(request: LLMRequest) -> Any:
         if "party" in text.split("Question:")[-1]:
             return {"knows": True, "what": "There is a party."}  # Cleo's is a hallucination
         other = next(n for n in (ADA, BEN, CLEO) if f"Do you know of {n}?" in text)
-        return {"knows": KNOWS_OF[(who, other)], "what": "I know them."}
+        return {"knows": KNOWS_OF[(who, other)]}  # the relationship probe: yes or no only
     return content_seeded_answers(5)(request)
 
 

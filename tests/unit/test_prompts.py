@@ -96,6 +96,7 @@ async def every_purpose(agent: Agent) -> None:
     )
     await agent.interview("What are you doing today?", now + timedelta(hours=3))
     await agent.probe("Do you know of Tobias Marrow?", now + timedelta(hours=3))
+    await agent.probe("Do you know of Priya Mehta?", now + timedelta(hours=3), say_what=False)
 
 
 async def test_every_purpose_begins_with_the_same_persona_message() -> None:
