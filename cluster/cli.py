@@ -194,8 +194,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     options = _run_options(args)
-    run_dir = start_run(scenario, options, out=args.out, scenario_path=str(args.scenario))
+    watch = _live_view(args)
+    run_dir = start_run(
+        scenario, options, out=args.out, scenario_path=str(args.scenario), watch=watch
+    )
     print(f"run written to {run_dir}")
+    return 0
+
+
+def _live_view(args: argparse.Namespace):
+    """``--view``: the viewer for the run in progress (its port checked free first)."""
+    if not args.view:
+        return None
+    from viewer.live_view import LiveView
+
+    _check_port(args.view_host, args.view_port, "--view-port")
+    return LiveView(args.view_host, args.view_port)
+
+
+def _check_port(host: str, port: int, flag: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"{flag} {port}: cannot listen on {host}:{port} ({exc})") from None
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from viewer.run_view import RunView
+    from viewer.server import ViewServer
+
+    view = RunView(args.run_dir)
+    _check_port(args.host, args.port, "--port")
+    server = ViewServer(view, args.host, args.port)
+    print(f"viewing {view.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
 
 
@@ -207,7 +245,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     base = saved.model_dump(mode="json")
     overrides = _run_options(args, base).model_dump(mode="json")
     overrides.pop("steps", None)
-    run_dir = resume_run(args.run_dir, steps=args.steps, overrides=overrides)
+    run_dir = resume_run(
+        args.run_dir, steps=args.steps, overrides=overrides, watch=_live_view(args)
+    )
     print(f"run {run_dir} resumed and written")
     return 0
 
@@ -319,6 +359,9 @@ def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--replay", default=None, help="answer from this recording")
     p.add_argument("--sequential", action="store_true", help="one agent and one call at a time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--view", action="store_true", help="serve a page that follows the run")
+    p.add_argument("--view-host", default="127.0.0.1", help="the page's address (--view)")
+    p.add_argument("--view-port", type=int, default=8765, help="the page's port (--view)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--replay", default=None, help="answer from this recording")
     exp.set_defaults(func=_cmd_experiment)
 
+    view = sub.add_parser(
+        "view",
+        help="serve a page that replays a run folder (or follows a running one)",
+        description="Serves a web page of a run: the map with every agent, a time slider, the "
+        "event log, each agent's plan, memories, retrievals and conversations, and the run's "
+        "measures. A run going on in another process shows its steps as checkpoints land.",
+    )
+    view.add_argument("run_dir")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    view.add_argument("--port", type=int, default=8765)
+    view.set_defaults(func=_cmd_view)
+
     imp = sub.add_parser("import-ga", help="import a Generative Agents storage folder")
     imp.add_argument("storage_dir")
     imp.add_argument("-o", "--output", required=True, help="the scenario YAML to write")
@@ -472,9 +527,11 @@ def _optional_errors() -> tuple[type[BaseException], ...]:
     from scenarios.import_ga import GAImportError
     from scenarios.loader import ScenarioError
     from serving.config import EngineFlagsError
+    from viewer.run_view import ViewError
 
     return (
         MeasureError,
+        ViewError,
         ExperimentError,
         ScenarioError,
         GAImportError,

@@ -163,6 +163,10 @@ class RunTables:
         buffered.extend(rows)
         self.counts[table] += len(buffered) - before
 
+    def buffered(self, table: str) -> list[dict[str, Any]]:
+        """A copy of ``table``'s rows not yet flushed (a live view reads them each step)."""
+        return list(self._rows[table])
+
     def flush(self, step: int) -> None:
         """Writes the buffered rows as parts for the steps up to ``step``; empties the buffers."""
         for name, schema in TABLES.items():
@@ -196,6 +200,25 @@ class RunTables:
 def table_parts(run_dir: str | os.PathLike[str], table: str) -> list[Path]:
     """``table``'s part files in a run folder, in step order."""
     return sorted((Path(run_dir) / "parts").glob(f"{table}-*.parquet"))
+
+
+class TableReadError(Exception):
+    """A run table's file that cannot be read (names the file)."""
+
+
+def read_run_table(run_dir: str | os.PathLike[str], name: str) -> pa.Table:
+    """Table ``name`` of a run folder: ``<name>.parquet`` of a finished run, else its parts so
+    far (a running or interrupted run); empty when it has none."""
+    schema = TABLES[name]
+    whole = Path(run_dir) / f"{name}.parquet"
+    paths = [whole] if whole.is_file() else table_parts(run_dir, name)
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path, schema=schema))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise TableReadError(f"{path}: unreadable table ({exc})") from None
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def part_step(path: Path) -> int:

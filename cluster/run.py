@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -308,13 +308,15 @@ def start_run(
     out: str | os.PathLike[str] | None = None,
     scenario_path: str | None = None,
     factory: HostFactory | None = None,
+    watch: RunWatch | None = None,
 ) -> Path:
     """Runs ``scenario`` into a new run folder; returns the folder.
 
-    ``factory`` replaces the Ray hosts and services (tests run the driver in one process).
+    ``factory`` replaces the Ray hosts and services (tests run the driver in one process);
+    ``watch`` follows the run step by step (``simulacra run --view``).
     """
     prepared = prepare_start(scenario, options, out, scenario_path, check_model=factory is None)
-    _execute(prepared, factory)
+    _execute(prepared, factory, watch)
     return prepared.run_dir
 
 
@@ -359,10 +361,11 @@ def resume_run(
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
     factory: HostFactory | None = None,
+    watch: RunWatch | None = None,
 ) -> Path:
     """Continues a run from its last checkpoint (``steps`` more, or to its target)."""
     prepared = prepare_resume(run_dir, steps, overrides, check_model=factory is None)
-    _execute(prepared, factory)
+    _execute(prepared, factory, watch)
     return prepared.run_dir
 
 
@@ -409,12 +412,36 @@ def manifest_run(
     return scenario, settings, options, target
 
 
-def _execute(prepared: PreparedRun, factory: HostFactory | None) -> None:
+class RunWatch(Protocol):
+    """Something that follows a run in this process as it goes (the live viewer)."""
+
+    def opened(self, run_dir: Path) -> None:
+        """The run folder is ready; the first step is about to run."""
+        ...
+
+    def stepped(self, sim: Simulation) -> None:
+        """A step ended (called on the driver's thread)."""
+        ...
+
+    def ended(self) -> None:
+        """The run is over: finished, interrupted or failed."""
+        ...
+
+
+def _execute(
+    prepared: PreparedRun, factory: HostFactory | None, watch: RunWatch | None = None
+) -> None:
     """Runs a prepared run in this process: Ray and the services (unless ``factory`` stands in
-    for them), the driver, the manifest's status."""
+    for them), the driver, the manifest's status; ``watch`` follows it step by step."""
     options = prepared.options
     n_hosts = -(-len(prepared.scenario.agents) // prepared.per_host)
     progress = Progress(prepared.scenario, prepared.until_step, enabled=options.progress)
+
+    def on_step(sim: Simulation) -> None:
+        progress.update(sim)
+        if watch is not None:
+            watch.stepped(sim)
+
     try:
         with contextlib.ExitStack() as stack:
             if factory is None:
@@ -424,9 +451,13 @@ def _execute(prepared: PreparedRun, factory: HostFactory | None) -> None:
                     _failed(prepared, exc)
                     raise
                 factory = ray_factory(prepared, prepared.run_dir.name)
-            asyncio.run(drive(prepared, factory, progress.update, signals=True))
+            if watch is not None:
+                watch.opened(prepared.run_dir)
+            asyncio.run(drive(prepared, factory, on_step, signals=True))
     finally:
         progress.close()
+        if watch is not None:
+            watch.ended()
     if options.engine.model == "tiny" and options.progress:
         print(TINY_MODEL_NOTE)
 

@@ -9,12 +9,15 @@ future and are deleted on resume (``RunTables.discard_after``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from cluster.outputs import part_step
+from scenarios.schema import Scenario
 
 RUN_FORMAT = "simulacra-run"
 RUN_FORMAT_VERSION = 1
@@ -24,6 +27,32 @@ before the version was recorded are version 1)."""
 
 class RunFolderError(Exception):
     """A run folder that is damaged (names the file and what is wrong)."""
+
+
+def read_run_head(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], Scenario]:
+    """A run folder's manifest and scenario, for reading the run (measures, the viewer);
+    refuses a folder that is not a run folder, or one of another format version, naming the
+    file."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+        raise RunFolderError(f"{path}: not a simulacra run manifest (format {RUN_FORMAT!r})")
+    version = manifest.get("format_version", 1)
+    if version != RUN_FORMAT_VERSION:
+        raise RunFolderError(
+            f"{path}: run folder format version {version!r}; this simulacra reads version "
+            f"{RUN_FORMAT_VERSION}"
+        )
+    try:
+        scenario = Scenario.model_validate(manifest["scenario"])
+    except (KeyError, ValueError) as exc:
+        raise RunFolderError(f"{path}: scenario: {str(exc).splitlines()[0]}") from None
+    return manifest, scenario
 
 
 def list_parts(run_dir: str | os.PathLike[str], up_to_step: int) -> dict[str, int]:

@@ -3,18 +3,16 @@ checkpoints. Every problem names the file (or the step) and what is wrong."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cluster.checkpoints import CheckpointError, checkpoint_steps, read_checkpoint
-from cluster.outputs import TABLES, table_parts
-from cluster.run_folder import RUN_FORMAT, RUN_FORMAT_VERSION
+from cluster.outputs import TableReadError, read_run_table
+from cluster.run_folder import RunFolderError, read_run_head
 from scenarios.schema import Scenario
 
 
@@ -44,41 +42,20 @@ class RunData:
     def table(self, name: str) -> pa.Table:
         """``<name>.parquet`` of a finished run, else its parts so far (a running or
         interrupted run)."""
-        schema = TABLES[name]
-        whole = self.run_dir / f"{name}.parquet"
-        paths = [whole] if whole.is_file() else table_parts(self.run_dir, name)
-        tables = []
-        for path in paths:
-            try:
-                tables.append(pq.read_table(path, schema=schema))
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise MeasureError(f"{path}: unreadable table ({exc})") from None
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        try:
+            return read_run_table(self.run_dir, name)
+        except TableReadError as exc:
+            raise MeasureError(str(exc)) from None
 
 
 def read_run(run_dir: str | Path) -> RunData:
     """The run folder ``run_dir``; refuses one of another format version, or without a
     checkpoint."""
     run_dir = Path(run_dir)
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise MeasureError(f"{run_dir}: not a run folder (no manifest.json)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MeasureError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
-        raise MeasureError(f"{path}: not a simulacra run manifest (format {RUN_FORMAT!r})")
-    version = manifest.get("format_version", 1)
-    if version != RUN_FORMAT_VERSION:
-        raise MeasureError(
-            f"{path}: run folder format version {version!r}; this simulacra reads version "
-            f"{RUN_FORMAT_VERSION}"
-        )
-    try:
-        scenario = Scenario.model_validate(manifest["scenario"])
-    except (KeyError, ValueError) as exc:
-        raise MeasureError(f"{path}: scenario: {str(exc).splitlines()[0]}") from None
+        manifest, scenario = read_run_head(run_dir)
+    except RunFolderError as exc:
+        raise MeasureError(str(exc)) from None
     steps = tuple(checkpoint_steps(run_dir))
     if not steps:
         raise MeasureError(f"{run_dir}: no checkpoint to measure (checkpoints/ is empty)")
