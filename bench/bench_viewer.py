@@ -3,9 +3,10 @@ and, in headless Chromium, the time to first paint, to the first map drawn, and 
 
 Two run folders are made first (through the real driver in this process, a scripted model, local
 hosts: the same folder a model-backed run writes, in seconds): the built-in town for one game
-hour (360 steps) and a 250-agent synthetic town (``--synthetic-steps`` steps).
+hour (360 steps) and a 250-agent synthetic town (``--synthetic-steps`` steps); ``--run DIR``
+adds a run folder of your own (a model-backed run has more events a step).
 
-    .venv/bin/python bench/bench_viewer.py [--out bench/results/bench_viewer.json]
+    .venv/bin/python bench/bench_viewer.py [--run DIR ...] [--out bench/results/bench_viewer.json]
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--synthetic-steps", type=int, default=60)
     parser.add_argument("--moves", type=int, default=10)
+    parser.add_argument("--run", action="append", default=[], help="also an existing run folder")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_viewer.json"))
     args = parser.parse_args()
@@ -107,12 +109,17 @@ def main() -> int:
         ("town, 1 game hour", load_scenario(ROOT / "scenarios" / "town.yaml"), 360),
         ("synthetic, 250 agents", synthetic_town(250, seed=0), args.synthetic_steps),
     ]
+    made = []
+    for label, scenario, steps in cases:  # before the browser: its driver holds an event loop
+        run_dir = tmp / label.split(",")[0]
+        made.append((label, scenario, steps, run_dir, make_run(scenario, steps, run_dir)))
+    for folder in args.run:
+        view = RunView(folder)
+        made.append((Path(folder).name, view.scenario, view.last_step + 1, Path(folder), 0.0))
     rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-        for label, scenario, steps in cases:
-            run_dir = tmp / label.split(",")[0]
-            made_s = make_run(scenario, steps, run_dir)
+        for label, scenario, steps, run_dir, made_s in made:
             t0 = time.perf_counter()
             view = RunView(run_dir)
             open_ms = (time.perf_counter() - t0) * 1000
@@ -126,6 +133,7 @@ def main() -> int:
                 a = rng.randrange(last + 1)
                 slices.append(f"/api/events?from={max(0, a - 60)}&to={a}")
             name = scenario.agents[0].name.replace(" ", "%20")
+            agent_paths = [f"/api/agent?name={name}&step={last}"] * 10
             row = {
                 "run": label,
                 "agents": len(scenario.agents),
@@ -136,14 +144,10 @@ def main() -> int:
                 "state_ms": round(median_ms(server, states), 2),
                 "slice_ms": round(median_ms(server, slices), 2),
                 "meta_ms": round(median_ms(server, ["/api/meta"] * 10), 2),
-                "agent_ms": round(
-                    median_ms(server, [f"/api/agent?name={name}&step={last}"] * 10), 2
-                ),
-                **{
-                    k: round(v, 1)
-                    for k, v in browser_times(browser, server.url, last, args.moves).items()
-                },
+                "agent_ms": round(median_ms(server, agent_paths), 2),
             }
+            timed = browser_times(browser, server.url, last, args.moves)
+            row.update({k: round(v, 1) for k, v in timed.items()})
             server.stop()
             rows.append(row)
         browser.close()

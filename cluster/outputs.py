@@ -31,6 +31,11 @@ EVENTS = pa.schema(
 )
 """``events.parquet``. Kinds: move, activity, observation, talk, wait, utterance, conversation,
 plan, reflection, event (a scheduled scenario event)."""
+EVENT_KINDS = (
+    *("move", "activity", "observation", "talk", "wait", "utterance", "conversation"),
+    *("plan", "reflection", "event"),
+)
+"""Every kind of row in ``events.parquet`` (``event``: a scheduled scenario event)."""
 
 LLM_CALLS = pa.schema(
     [

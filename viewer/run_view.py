@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cluster.checkpoints import CheckpointError, checkpoint_dir, checkpoint_steps, read_checkpoint
-from cluster.outputs import MEMORIES, TableReadError, read_run_table, table_parts
+from cluster.outputs import EVENT_KINDS, MEMORIES, TableReadError, read_run_table, table_parts
 from cluster.run_folder import RunFolderError, read_run_head
 from cluster.world import World
 from viewer.layout import world_layout
@@ -198,7 +198,7 @@ class RunView:
             "steps": {"first": 0, "last": self.last_step},
             "world": self._layout,
             "agents": [{"name": a.name, "home": a.home} for a in self.scenario.agents],
-            "kinds": sorted({r["kind"] for r in self._events} | set(ACTION_KINDS)),
+            "kinds": list(EVENT_KINDS),
             "measures": self.measures(),
         }
 

@@ -86,6 +86,7 @@ def test_meta_names_every_agent_and_sector(server: ViewServer, town_run: Path) -
     assert meta["run"]["status"] == "finished" and meta["run"]["live"] is False
     for s in meta["world"]["sectors"]:
         assert 0 <= s["x"] <= meta["world"]["width"] and 0 <= s["y"] <= meta["world"]["height"]
+    assert {e["kind"] for e in events_of(town_run)} <= set(meta["kinds"])  # every filter offered
 
 
 def test_agent_places_at_a_step_are_the_events_tables(server: ViewServer, town_run: Path) -> None:
