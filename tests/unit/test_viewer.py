@@ -211,3 +211,29 @@ def test_a_live_run_feeds_its_steps_between_checkpoints(tmp_path: Path) -> None:
     # steps 0..8 are in no table file yet (the first checkpoint is at step 10): only the feed
     assert seen[3][1] > 0
     assert watch.view.is_live is False
+
+
+def test_a_measured_run_shows_its_numbers_and_serves_only_its_figures(
+    town_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    run_dir = tmp_path / "measured"
+    shutil.copytree(town_run, run_dir)
+    (run_dir / "measures.json").write_text(json.dumps({"network": {"density": 0.25}}))
+    (run_dir / "figures").mkdir()
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    (run_dir / "figures" / "network.png").write_bytes(png)
+    (run_dir / "figures" / "notes.txt").write_text("not a figure")
+    server = ViewServer(RunView(run_dir), port=0)
+    server.start()
+    try:
+        measures = get_json(server, "/api/meta")["measures"]
+        assert measures == {
+            "summary": {"network": {"density": 0.25}},
+            "figures": ["/figures/network.png"],
+        }
+        assert get(server, "/figures/network.png") == (200, png)
+        assert get(server, "/figures/notes.txt")[0] == 404
+    finally:
+        server.stop()
