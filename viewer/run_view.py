@@ -54,6 +54,17 @@ class _Mark:
     arrives: datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The events as last read, and what is built from them."""
+
+    events: list[dict[str, Any]]  # by step, a step's in their order
+    event_steps: list[int]  # the step of each event (for bisection)
+    timelines: dict[str, list[_Mark]]  # per agent, one mark per step with action events
+    mark_steps: dict[str, list[int]]
+    last: int  # the newest step with data
+
+
 class RunView:
     """The run folder at ``run_dir`` (refused, naming why, when it is not one); ``live``: the
     feed of the run in progress in this process."""
@@ -75,11 +86,7 @@ class RunView:
         self._folder_key: tuple[Any, ...] | None = None
         self._folder_events: list[dict[str, Any]] = []
         self._live_version = -1
-        self._events: list[dict[str, Any]] = []
-        self._event_steps: list[int] = []
-        self._timelines: dict[str, list[_Mark]] = {}
-        self._mark_steps: dict[str, list[int]] = {}
-        self._last = 0
+        self._snap = _Snapshot([], [], {}, {}, 0)
         self.refresh()
 
     # ---- reading -------------------------------------------------------------------------------
@@ -102,13 +109,16 @@ class RunView:
             flushed = self._folder_events[-1]["step"] if self._folder_events else -1
             rows = self._folder_events + [r for r in buffered if r["step"] > flushed]
             rows.sort(key=lambda r: r["step"])  # stable: a step's events keep their order
-            self._events = rows
-            self._event_steps = [r["step"] for r in rows]
-            self._timelines = self._build_timelines(rows)
-            self._mark_steps = {n: [m.step for m in t] for n, t in self._timelines.items()}
+            timelines = self._build_timelines(rows)
             ended_at = int(self.manifest_now().get("step") or 0) - 1
             newest = rows[-1]["step"] if rows else 0
-            self._last = max(newest, ended_at, live_last, 0)
+            self._snap = _Snapshot(  # one assignment: a request reads one whole snapshot
+                rows,
+                [r["step"] for r in rows],
+                timelines,
+                {n: [m.step for m in t] for n, t in timelines.items()},
+                max(newest, ended_at, live_last, 0),
+            )
             self._live_version = version
             return True
 
@@ -122,11 +132,11 @@ class RunView:
 
     @property
     def last_step(self) -> int:
-        return self._last
+        return self._snap.last
 
     @property
     def event_count(self) -> int:
-        return len(self._events)
+        return len(self._snap.events)
 
     @property
     def is_live(self) -> bool:
@@ -217,9 +227,10 @@ class RunView:
         }
 
     def _agent_at(self, name: str, step: int, now: datetime) -> dict[str, Any]:
-        i = bisect.bisect_right(self._mark_steps[name], step) - 1
+        snap = self._snap
+        i = bisect.bisect_right(snap.mark_steps[name], step) - 1
         spec = self.agents[name]
-        mark = self._timelines[name][i] if i >= 0 else None
+        mark = snap.timelines[name][i] if i >= 0 else None
         place = mark.place if mark and mark.place else (spec.start or spec.home)
         travelling = bool(mark and mark.arrives and now < mark.arrives and mark.left)
         progress = None
@@ -257,11 +268,12 @@ class RunView:
         if agent is not None and agent not in self.agents:
             raise ViewError(f"agent={agent!r}: no such agent in this run")
         limit = min(max(limit, 1), MAX_EVENTS)
-        lo = bisect.bisect_left(self._event_steps, start)
-        hi = bisect.bisect_right(self._event_steps, end)
+        snap = self._snap
+        lo = bisect.bisect_left(snap.event_steps, start)
+        hi = bisect.bisect_right(snap.event_steps, end)
         picked: list[dict[str, Any]] = []
         truncated = False
-        for r in self._events[lo:hi]:
+        for r in snap.events[lo:hi]:
             if agent is not None and r["agent"] != agent:
                 continue
             if kinds is not None and r["kind"] not in kinds:
@@ -414,8 +426,8 @@ class RunView:
     def _conversations(self, name: str, step: int) -> list[dict[str, Any]]:
         """``name``'s conversations up to ``step``: each ``conversation`` event with the lines
         both said since ``name`` started or awaited it."""
-        hi = bisect.bisect_right(self._event_steps, step)
-        rows = self._events[:hi]
+        snap = self._snap
+        rows = snap.events[: bisect.bisect_right(snap.event_steps, step)]
         found = []
         opened = 0
         for i, r in enumerate(rows):
