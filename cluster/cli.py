@@ -276,15 +276,14 @@ def _cmd_interview(args: argparse.Namespace) -> int:
 def _cmd_measure(args: argparse.Namespace) -> int:
     import asyncio
 
-    from measures.measure_run import MEASURE_KINDS, measure_run
+    from measures.measure_run import check_measure_kinds, measure_run
     from measures.report import format_report
+    from measures.run_data import MeasureError
 
-    take = [m for m in args.measures.split(",") if m]
-    unknown = [m for m in take if m not in MEASURE_KINDS]
-    if unknown or not take:
-        raise UsageError(
-            f"--measures {args.measures!r}: expected names from {', '.join(MEASURE_KINDS)}"
-        )
+    try:
+        take = check_measure_kinds(m for m in args.measures.split(",") if m)
+    except MeasureError as exc:
+        raise UsageError(f"--measures {args.measures!r}: {exc}") from None
     measured = asyncio.run(measure_run(args.run_dir, at=args.at, take=take))
     print(format_report(measured.summary))
     print("written: " + ", ".join(str(p) for p in measured.files.values()))

@@ -12,13 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from measures.table import MEASURE_KINDS, MeasureKind
 from scenarios.loader import ScenarioError, read_yaml, validation_problems
 from scenarios.measures import MeasuresSpec
 from scenarios.schema import MAX_DURATION_HOURS, Problem
 from serving.config import EngineName
 
-MeasureName = Literal["awareness", "network", "attendance", "cost"]
-MEASURE_NAMES: tuple[MeasureName, ...] = ("awareness", "network", "attendance", "cost")
 MAX_AGENTS = 100_000
 RUN_OPTIONS = ("model", "engine")
 """Grid paths that choose how a run is served rather than what it simulates."""
@@ -68,7 +67,7 @@ class ExperimentSpec(_Strict):
     checkpoint_every: int | None = Field(None, ge=1)
     engine: EngineName = "hf"
     model: str = "smollm2"
-    measures: list[MeasureName] = list(MEASURE_NAMES)
+    measures: list[MeasureKind] = list(MEASURE_KINDS)
     measure_at: list[Annotated[int, Field(ge=0)]] | None = None  # None: the start and the end
     declare: MeasuresSpec | None = None  # added to every run's scenario `measures`
     concurrency: int = Field(2, ge=1)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,13 +31,11 @@ from measures.awareness import (
 from measures.cost import run_cost
 from measures.network import Edge, density, memory_edges, mutual_edges
 from measures.run_data import MeasureError, RunData, measured_steps, read_run
-from measures.table import MeasureRow, measures_table
+from measures.table import MEASURE_KINDS, MeasureKind, MeasureRow, measures_table
 from serving.embedding import Embedder
 from serving.files import write_text_atomic
 from serving.llm import LLM
 
-MeasureKind = Literal["awareness", "network", "attendance", "cost"]
-MEASURE_KINDS: tuple[MeasureKind, ...] = ("awareness", "network", "attendance", "cost")
 MAX_CONCURRENT_PROBES = 256
 
 
@@ -59,6 +57,17 @@ class _Checkpoint:
     vectors: dict[str, np.ndarray]
 
 
+def check_measure_kinds(names: Iterable[str]) -> list[MeasureKind]:
+    """``names`` as measure kinds; else :class:`MeasureError` naming the unknown ones."""
+    names = list(names)
+    unknown = sorted(set(names) - set(MEASURE_KINDS))
+    if unknown or not names:
+        raise MeasureError(
+            f"unknown measures {unknown or '(none given)'}; known: {', '.join(MEASURE_KINDS)}"
+        )
+    return [cast(MeasureKind, n) for n in names]
+
+
 async def measure_run(
     run_dir: str | Path,
     at: Sequence[int] | None = None,
@@ -74,10 +83,7 @@ async def measure_run(
     """
     run = read_run(run_dir)
     steps = measured_steps(run, at)
-    kinds = set(take)
-    unknown = kinds - set(MEASURE_KINDS)
-    if unknown:
-        raise MeasureError(f"unknown measures {sorted(unknown)}; known: {', '.join(MEASURE_KINDS)}")
+    kinds = set(check_measure_kinds(take))
     probing = bool(kinds & {"awareness", "network"})
     if probing:
         llm, embedder = _models(run, llm, embedder)

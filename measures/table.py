@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import pyarrow as pa
+
+MeasureKind = Literal["awareness", "network", "attendance", "cost"]
+MEASURE_KINDS: tuple[MeasureKind, ...] = ("awareness", "network", "attendance", "cost")
+"""What ``simulacra measure --measures`` and an experiment's ``measures`` can name."""
 
 MEASURES = pa.schema(
     [
