@@ -232,6 +232,8 @@ def _cmd_view(args: argparse.Namespace) -> int:
     print(f"viewing {view.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:  # how a viewer is meant to end
+        print("stopped")
     finally:
         server.server_close()
     return 0
