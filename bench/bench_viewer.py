@@ -1,10 +1,11 @@
 """How fast the viewer is: the server's response time for a step's state and a slice of events,
 and, in headless Chromium, the time to first paint, to the first map drawn, and to a slider move.
 
-Two run folders are made first (through the real driver in this process, a scripted model, local
+Run folders are made first (through the real driver in this process, a scripted model, local
 hosts: the same folder a model-backed run writes, in seconds): the built-in town for one game
-hour (360 steps) and a 250-agent synthetic town (``--synthetic-steps`` steps); ``--run DIR``
-adds a run folder of your own (a model-backed run has more events a step).
+hour (360 steps) and for its whole 48 game hours, and a 250-agent synthetic town
+(``--synthetic-steps`` steps); ``--run DIR`` adds a run folder of your own (a model-backed run
+has more events a step).
 
     .venv/bin/python bench/bench_viewer.py [--run DIR ...] [--out bench/results/bench_viewer.json]
 """
@@ -105,13 +106,15 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
+    town = load_scenario(ROOT / "scenarios" / "town.yaml")
     cases = [
-        ("town, 1 game hour", load_scenario(ROOT / "scenarios" / "town.yaml"), 360),
+        ("town, 1 game hour", town, 360),
+        ("town, 48 game hours", town, 48 * 360),
         ("synthetic, 250 agents", synthetic_town(250, seed=0), args.synthetic_steps),
     ]
     made = []
     for label, scenario, steps in cases:  # before the browser: its driver holds an event loop
-        run_dir = tmp / label.split(",")[0]
+        run_dir = tmp / label.replace(",", "").replace(" ", "-")
         made.append((label, scenario, steps, run_dir, make_run(scenario, steps, run_dir)))
     for folder in args.run:
         view = RunView(folder)

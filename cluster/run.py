@@ -14,8 +14,6 @@ import json
 import logging
 import os
 import platform
-import signal
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from actors.mind.settings import MindSettings
 from cluster.checkpoints import CheckpointError, checkpoint_steps, prune_after, read_checkpoint
 from cluster.hosts import HostFactory, ray_host_factory
+from cluster.interrupts import two_stage_sigint
 from cluster.packing import auto_agents_per_host
 from cluster.progress import Progress
 from cluster.run_folder import RUN_FORMAT, RUN_FORMAT_VERSION, RunFolderError, check_parts
@@ -572,36 +571,31 @@ async def _drive(
     checkpoint stays what a resume starts from)."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-
-    def interrupt(signum: int, frame: object) -> None:
-        if sim.stop_requested and main is not None:
-            loop.call_soon_threadsafe(main.cancel)
-            return
-        sim.request_stop()
-        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
-
-    previous = None
-    if signals:
-        with contextlib.suppress(ValueError):  # signals are the main thread's
-            previous = signal.signal(signal.SIGINT, interrupt)
+    guard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if signals and main is not None:
+        guard = two_stage_sigint(
+            lambda: sim.stop_requested,
+            sim.request_stop,
+            lambda: loop.call_soon_threadsafe(main.cancel),
+            "stopping after this step",
+        )
     sim.place_hosts()
     try:
-        if resume_from is None:
-            await sim.begin()
-        else:
-            await sim.resume(resume_from)
-        await sim.locate_hosts()
-        await sim.run(until_step)
-        if sim.step_no < until_step:
-            raise RunInterrupted(f"stopped at step {sim.step_no}")
-        await sim.finish()
-        if at_end is not None:
-            await at_end(sim)
+        with guard:
+            if resume_from is None:
+                await sim.begin()
+            else:
+                await sim.resume(resume_from)
+            await sim.locate_hosts()
+            await sim.run(until_step)
+            if sim.step_no < until_step:
+                raise RunInterrupted(f"stopped at step {sim.step_no}")
+            await sim.finish()
+            if at_end is not None:
+                await at_end(sim)
     except asyncio.CancelledError:
         raise RunInterrupted("stopped at once") from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         await sim.close()
 
 

@@ -11,17 +11,15 @@ continues from its last checkpoint, a run with no checkpoint starts again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
-import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cluster.checkpoints import checkpoint_steps
+from cluster.interrupts import two_stage_sigint
 from cluster.run import (
     PreparedRun,
     RunOptions,
@@ -244,15 +242,14 @@ async def _run_all(
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[None]] = []
 
-    def interrupt(signum: int, frame: object) -> None:
-        if outcome.stopping:  # the second Ctrl-C: stop at once
-            for task in tasks:
-                loop.call_soon_threadsafe(task.cancel)
-            return
+    def stop_after_step() -> None:
         outcome.stopping = True
         for sim in active.values():
             sim.request_stop()
-        print("\nstopping every run after its step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def stop_now() -> None:
+        for task in tasks:
+            loop.call_soon_threadsafe(task.cancel)
 
     async def one(run: RunSpec) -> None:
         async with slots:
@@ -260,19 +257,18 @@ async def _run_all(
                 return
             await _one(experiment, run, outcome, progress, active)
 
-    previous = None
-    with contextlib.suppress(ValueError):  # signals are the main thread's
-        previous = signal.signal(signal.SIGINT, interrupt)
+    guard = two_stage_sigint(
+        lambda: outcome.stopping, stop_after_step, stop_now, "stopping every run after its step"
+    )
     try:
-        tasks = [asyncio.create_task(one(r)) for r in runs]
-        for done in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(done, asyncio.CancelledError):
-                outcome.stopping = True
-            elif isinstance(done, BaseException):
-                raise done
+        with guard:
+            tasks = [asyncio.create_task(one(r)) for r in runs]
+            for done in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(done, asyncio.CancelledError):
+                    outcome.stopping = True
+                elif isinstance(done, BaseException):
+                    raise done
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         progress.close()
 
 
