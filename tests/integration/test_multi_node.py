@@ -22,9 +22,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.checkpoints import checkpoint_steps, read_checkpoint
+from cluster.checkpoints import checkpoint_steps
 from cluster.local_cluster import LocalCluster, lose_node, start_local_cluster
 from scenarios.synthetic import synthetic_town, write_scenario
+from tests.run_state import final_state
 
 pytestmark = pytest.mark.integration
 
@@ -98,14 +99,6 @@ def pause_at_step(run: Path, process: subprocess.Popen[str], step: int) -> dict[
     raise AssertionError(f"{run} never reached step {step}")
 
 
-def final_state(run: Path) -> dict[str, Any]:
-    state = read_checkpoint(run)
-    for memory in state["memories"].values():
-        memory.pop("vectors")
-    state.pop("parts")
-    return state
-
-
 def events(run: Path) -> list[tuple[str, ...]]:
     rows = pq.read_table(run / "events.parquet").to_pylist()
     return sorted(tuple(str(v) for v in r.values()) for r in rows)
@@ -172,9 +165,9 @@ def test_a_lost_node_then_a_killed_driver_and_the_run_ends_as_uninterrupted(
     found = manifest(run)
     assert found["status"] == "finished" and found["step"] == STEPS
     assert [r["from_step"] for r in found["resumes"]] == [killed_at[-1]]
-    state = final_state(run)
+    state = final_state(run, parts=False)
     for memory in state["memories"].values():
         ids = [r["id"] for r in memory["records"]]
         assert len(ids) == len(set(ids))
-    assert state == final_state(reference)
+    assert state == final_state(reference, parts=False)
     assert events(run) == events(reference)

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.checkpoints import checkpoint_dir, checkpoint_steps, read_checkpoint
+from cluster.checkpoints import checkpoint_dir, checkpoint_steps
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.run import (
     RunOptions,
@@ -28,6 +28,7 @@ from cluster.run import (
 from scenarios.loader import load_scenario
 from scenarios.schema import Scenario
 from serving.config import EngineConfig
+from tests.run_state import final_state
 
 pytestmark = pytest.mark.integration
 
@@ -56,13 +57,6 @@ def recorded(
         seed=11,
     )
     return start_run(town, options, out=tmp / "run"), recording
-
-
-def final_state(run_dir: Path) -> dict[str, Any]:
-    state = read_checkpoint(run_dir)
-    for memory in state["memories"].values():
-        memory.pop("vectors")
-    return state
 
 
 def replay_options(recording: Path, **kw: Any) -> RunOptions:

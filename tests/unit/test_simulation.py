@@ -16,13 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from actors.mind.memory_store import InMemoryStore
-from cluster.checkpoints import checkpoint_dir, checkpoint_steps, read_checkpoint
+from cluster.checkpoints import checkpoint_dir, checkpoint_steps
 from cluster.hosts import HostDiedError, PlacedHost, local_host_factory
 from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings, parse_scenario
 from serving.scripted import ScriptedLLM
 from tests.fakes import HashEmbedder, content_seeded_answers
+from tests.run_state import final_state
 
 DIM = 64
 
@@ -128,13 +129,6 @@ async def full_run(setup: Setup, name: str, steps: int) -> Simulation:
     await sim.run(steps)
     await sim.finish()
     return sim
-
-
-def final_state(run_dir: Path) -> dict[str, Any]:
-    state = read_checkpoint(run_dir)
-    for mem in state["memories"].values():
-        mem.pop("vectors")
-    return state
 
 
 async def test_a_run_writes_every_table_with_its_columns(tmp_path: Path) -> None:
