@@ -39,3 +39,5 @@ class LiveView:
         if self.server is not None:
             time.sleep(END_GRACE_S)  # the open pages hear the end before the server goes
             self.server.stop()
+            folder = self.server.view.run_dir
+            print(f"the run is over; to look at it again: simulacra view {folder}", file=sys.stderr)

@@ -128,6 +128,24 @@ def test_measure_refuses_a_folder_that_is_not_a_run(tmp_path, capsys) -> None:
     assert "--measures 'gossip'" in capsys.readouterr().err
 
 
+def test_view_refuses_a_folder_that_is_not_a_run_and_a_port_in_use(tmp_path, capsys) -> None:
+    import socket
+
+    assert main(["view", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a run folder (no manifest.json)" in capsys.readouterr().err
+    assert main(["view", str(tmp_path / "gone")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        town = str(Path(__file__).parents[2] / "scenarios" / "town.yaml")
+        out = tmp_path / "run"
+        assert main(["run", town, "--view", "--view-port", str(port), "--out", str(out)]) == 2
+        assert f"--view-port {port}: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+        assert not out.exists()  # refused before anything started
+
+
 def test_experiment_refuses_bad_options_and_files_before_anything(tmp_path, capsys) -> None:
     spec = tmp_path / "e.yaml"
     spec.write_text("name: e\nsynthetic: {agents: 3}\nseeds: [0, 0]\nsteps: 2\n")
