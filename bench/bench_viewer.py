@@ -27,28 +27,17 @@ from typing import Any
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
-from actors.mind.memory_store import InMemoryStore  # noqa: E402
-from cluster.hosts import local_host_factory  # noqa: E402
 from cluster.run import RunOptions, start_run  # noqa: E402
-from scenarios.loader import load_scenario, mind_settings  # noqa: E402
+from scenarios.loader import load_scenario  # noqa: E402
 from scenarios.schema import Scenario  # noqa: E402
 from scenarios.synthetic import synthetic_town  # noqa: E402
-from serving.scripted import ScriptedLLM  # noqa: E402
-from tests.fakes import HashEmbedder, content_seeded_answers  # noqa: E402
+from tests.fakes import scripted_host_factory  # noqa: E402
 from viewer.run_view import RunView  # noqa: E402
 from viewer.server import ViewServer  # noqa: E402
 
-DIM = 64
-
 
 def make_run(scenario: Scenario, steps: int, out: Path) -> float:
-    factory = local_host_factory(
-        mind_settings(scenario),
-        0,
-        ScriptedLLM(content_seeded_answers(1)),
-        HashEmbedder(DIM),
-        lambda i: InMemoryStore(DIM),
-    )
+    factory = scripted_host_factory(scenario, answers_seed=1)
     options = RunOptions(steps=steps, checkpoint_every=60, agents_per_host=50, progress=False)
     t0 = time.perf_counter()
     start_run(scenario, options, out=out, factory=factory)

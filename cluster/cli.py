@@ -227,8 +227,10 @@ def _cmd_view(args: argparse.Namespace) -> int:
     from viewer.server import ViewServer
 
     view = RunView(args.run_dir)
-    _check_port(args.host, args.port, "--port")
-    server = ViewServer(view, args.host, args.port)
+    try:
+        server = ViewServer(view, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(f"--port {args.port}: cannot listen on {args.host} ({exc})") from None
     print(f"viewing {view.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -211,14 +211,18 @@ class TableReadError(Exception):
     """A run table's file that cannot be read (names the file)."""
 
 
-def read_run_table(run_dir: str | os.PathLike[str], name: str) -> pa.Table:
-    """Table ``name`` of a run folder: ``<name>.parquet`` of a finished run, else its parts so
-    far (a running or interrupted run); empty when it has none."""
-    schema = TABLES[name]
+def table_files(run_dir: str | os.PathLike[str], name: str) -> list[Path]:
+    """The files holding table ``name`` of a run folder: ``<name>.parquet`` of a finished run,
+    else its parts so far (a running or interrupted run)."""
     whole = Path(run_dir) / f"{name}.parquet"
-    paths = [whole] if whole.is_file() else table_parts(run_dir, name)
+    return [whole] if whole.is_file() else table_parts(run_dir, name)
+
+
+def read_run_table(run_dir: str | os.PathLike[str], name: str) -> pa.Table:
+    """Table ``name`` of a run folder (:func:`table_files`); empty when it has none."""
+    schema = TABLES[name]
     tables = []
-    for path in paths:
+    for path in table_files(run_dir, name):
         try:
             tables.append(pq.read_table(path, schema=schema))
         except (OSError, pa.ArrowInvalid) as exc:

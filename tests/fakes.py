@@ -132,6 +132,23 @@ def content_seeded_answers(seed: int = 0):
     return answer
 
 
+def scripted_host_factory(scenario, answers_seed: int = 0, dim: int = 64):
+    """Local hosts (no Ray) for ``scenario``: a scripted model giving content-seeded answers,
+    the hash embedder and in-memory stores; the real driver runs on them in one process."""
+    from actors.mind.memory_store import InMemoryStore
+    from cluster.hosts import local_host_factory
+    from scenarios.loader import mind_settings
+    from serving.scripted import ScriptedLLM
+
+    return local_host_factory(
+        mind_settings(scenario),
+        0,
+        ScriptedLLM(content_seeded_answers(answers_seed)),
+        HashEmbedder(dim),
+        lambda i: InMemoryStore(dim),
+    )
+
+
 _ids = itertools.count(1)
 
 

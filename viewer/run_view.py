@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cluster.checkpoints import CheckpointError, checkpoint_dir, checkpoint_steps, read_checkpoint
-from cluster.outputs import EVENT_KINDS, MEMORIES, TableReadError, read_run_table, table_parts
+from cluster.outputs import EVENT_KINDS, MEMORIES, TableReadError, read_run_table, table_files
 from cluster.run_folder import RunFolderError, read_run_head
 from cluster.world import World
 from viewer.layout import world_layout
@@ -292,7 +292,8 @@ class RunView:
         step = self.clamp(step)
         now = self.time_at(step)
         spec = self.agents[name]
-        memories = self._memories(name, step, now)
+        steps = checkpoint_steps(self.run_dir)
+        memories = self._memories(name, step, now, steps)
         by_id = {m["record_id"]: m for m in memories}
         newest = sorted(memories, key=lambda m: (m["created"], m["record_id"]), reverse=True)
         reflections = [m for m in newest if m["kind"] == "reflection"][:REFLECTIONS_SHOWN]
@@ -306,7 +307,7 @@ class RunView:
                 "home": spec.home,
                 "relationships": dict(spec.relationships),
             },
-            "plan": self._plan(name, step, now),
+            "plan": self._plan(name, step, now, steps),
             "memories": [_memory_json(m) for m in newest[:MEMORIES_SHOWN]],
             "reflections": [
                 {
@@ -344,10 +345,9 @@ class RunView:
 
     # ---- the agent panel's parts --------------------------------------------------------------
 
-    def _plan(self, name: str, step: int, now: datetime) -> dict[str, Any] | None:
-        """The day's plan from the first checkpoint at or after ``step`` holding that day's plan
-        (its blocks decomposed furthest), else the last one before."""
-        steps = checkpoint_steps(self.run_dir)
+    def _plan(self, name: str, step: int, now: datetime, steps: list[int]) -> dict[str, Any] | None:
+        """The day's plan from the first checkpoint (of ``steps``) at or after ``step`` holding
+        that day's plan (its blocks decomposed furthest), else the last one before."""
         later = [s for s in steps if s >= step]
         earlier = [s for s in reversed(steps) if s < step]
         for s in later + earlier:
@@ -377,21 +377,16 @@ class RunView:
             "blocks": blocks,
         }
 
-    def _memories(self, name: str, step: int, now: datetime) -> list[dict[str, Any]]:
-        """``name``'s records created by ``now``: from the first checkpoint's memories at or
-        after ``step`` (or the end's), else the last checkpoint's before."""
-        steps = checkpoint_steps(self.run_dir)
-        later = [s for s in steps if s >= step]
-        earlier = [s for s in steps if s < step]
-        end = self.run_dir / "memories.parquet"
-        if later:
-            path = checkpoint_dir(self.run_dir, later[0]) / "memories.parquet"
-        elif end.is_file():
-            path = end
-        elif earlier:
-            path = checkpoint_dir(self.run_dir, earlier[-1]) / "memories.parquet"
-        else:
+    def _memories(
+        self, name: str, step: int, now: datetime, steps: list[int]
+    ) -> list[dict[str, Any]]:
+        """``name``'s records created by ``now``: from the memories of the first checkpoint (of
+        ``steps``) at or after ``step``, else of the last one (a live run's newest). The end's
+        ``memories.parquet`` is the last checkpoint's, so no other file is needed."""
+        if not steps:
             return []
+        chosen = next((s for s in steps if s >= step), steps[-1])
+        path = checkpoint_dir(self.run_dir, chosen) / "memories.parquet"
         table = _memories_table(path, *_stat(path))
         mine = table.filter(pc.equal(table["agent"], name))
         return [m for m in mine.to_pylist() if m["created"] <= now]
@@ -495,10 +490,8 @@ def _stat(path: Path) -> tuple[float, int]:
 
 def _folder_key(run_dir: Path, table: str) -> tuple[Any, ...]:
     """What says a table changed: the whole file's and the parts' names, times and sizes."""
-    whole = run_dir / f"{table}.parquet"
-    files = [whole] if whole.is_file() else table_parts(run_dir, table)
     out: list[Any] = []
-    for f in files:
+    for f in table_files(run_dir, table):
         try:
             out.append((f.name, *_stat(f)))
         except OSError:  # a part replaced while we look: read again next time

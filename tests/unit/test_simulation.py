@@ -22,7 +22,7 @@ from cluster.outputs import EVENTS, LLM_CALLS, MEMORIES, RETRIEVALS
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings, parse_scenario
 from serving.scripted import ScriptedLLM
-from tests.fakes import HashEmbedder, content_seeded_answers
+from tests.fakes import HashEmbedder, content_seeded_answers, scripted_host_factory
 from tests.run_state import final_state
 
 DIM = 64
@@ -336,16 +336,10 @@ async def test_an_imported_generative_agents_scenario_runs(tmp_path: Path) -> No
     ville = Path(__file__).parents[3] / "shared" / "data" / "the_ville_n25"
     import_ga_to_file(ville, tmp_path / "ville.yaml", hours=1)
     scenario = load_scenario(tmp_path / "ville.yaml")
-    settings = mind_settings(scenario)
-    llm = ScriptedLLM(content_seeded_answers(1))
-    factory = local_host_factory(
-        settings,
-        0,
-        llm,
-        HashEmbedder(DIM),
-        lambda i: InMemoryStore(DIM),
+    factory = scripted_host_factory(scenario, answers_seed=1, dim=DIM)
+    sim = Simulation(
+        scenario, mind_settings(scenario), tmp_path / "run", factory, 13, checkpoint_every=2
     )
-    sim = Simulation(scenario, settings, tmp_path / "run", factory, 13, checkpoint_every=2)
     sim.place_hosts()
     await sim.begin()
     await sim.run(3)

@@ -12,30 +12,20 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 
-from actors.mind.memory_store import InMemoryStore
-from cluster.hosts import local_host_factory
 from cluster.run import RunOptions, start_run
-from scenarios.loader import load_scenario, mind_settings
-from serving.scripted import ScriptedLLM
-from tests.fakes import HashEmbedder, content_seeded_answers
+from scenarios.loader import load_scenario
+from tests.fakes import scripted_host_factory
 from viewer.live import LiveFeed
 from viewer.run_view import RunView, ViewError
 from viewer.server import ViewServer
 
 TOWN = Path(__file__).parents[2] / "scenarios" / "town.yaml"
-DIM = 64
 STEPS = 30
 
 
 def run_town(run_dir: Path, watch: Any = None) -> Path:
     town = load_scenario(TOWN)
-    factory = local_host_factory(
-        mind_settings(town),
-        0,
-        ScriptedLLM(content_seeded_answers(3)),
-        HashEmbedder(DIM),
-        lambda i: InMemoryStore(DIM),
-    )
+    factory = scripted_host_factory(town, answers_seed=3)
     options = RunOptions(steps=STEPS, checkpoint_every=10, agents_per_host=13, progress=False)
     return start_run(town, options, out=run_dir, factory=factory, watch=watch)
 
