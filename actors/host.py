@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -49,6 +49,7 @@ from actors.proc_memory import proc_mb
 from serving.embedding import Embedder
 from serving.llm import LLM
 from serving.wrappers.accounting import AccountingLLM
+from serving.wrappers.backend_guard import BackendGuardLLM
 from serving.wrappers.retry import RetryLLM
 from serving.wrappers.serial import SerialLLM
 
@@ -68,8 +69,12 @@ class AgentHost:
         store: by default an embedded Qdrant store at ``qdrant``.
         sequential: the unbatched baseline: agents are stepped one at a time and the model gets
             one request per call, one call at a time (:class:`~serving.wrappers.SerialLLM`).
+        backend_wait_s: how long rows the model's backend failed are sent again before a call
+            raises :class:`~serving.wrappers.BackendUnavailableError`
+            (:class:`~serving.wrappers.BackendGuardLLM`).
 
-    Every model call is accounted (:attr:`accounting`, rows with the step and the agent).
+    Every model call is accounted (:attr:`accounting`, rows with the step and the agent), the
+    guard's re-sent rows included.
     """
 
     def __init__(
@@ -83,13 +88,15 @@ class AgentHost:
         store: MemoryStore | None = None,
         sequential: bool = False,
         collection_prefix: str = "simulacra",
+        backend_wait_s: float = 120.0,
     ) -> None:
         self._baseline_rss_mb = _rss_mb()  # before any agent is built (see :meth:`usage`)
         if llm is None or embedder is None:
             from serving.clients import ServeEmbedder, ServeLLM, transport_errors
 
-            # the service's transport failing (a replica restarting, a full queue) is retried;
-            # a long answer is not cut by a timeout, and failed rows are the mind's to handle
+            # the service's transport failing (a replica restarting, a full queue) is retried,
+            # then its rows are the backend's failures (the guard's); a long answer is not cut
+            # by a timeout, and bad rows are the mind's to handle
             llm = llm or RetryLLM(
                 ServeLLM(), timeout_s=None, retry_row_errors=False, retry_on=transport_errors()
             )
@@ -101,13 +108,18 @@ class AgentHost:
         self.sequential = sequential
         self.accounting = AccountingLLM(llm)
         # Serial outside accounting: a row's latency is the model call's, not the lock wait.
-        self.llm: LLM = SerialLLM(self.accounting) if sequential else self.accounting
+        # The guard outside both: its backoff holds no lock, and every row it sends is accounted.
+        self.llm: LLM = BackendGuardLLM(
+            SerialLLM(self.accounting) if sequential else self.accounting,
+            wait_s=backend_wait_s,
+            backend="the LLM service",
+        )
         self.embedder = embedder
         self.store = store
         self.settings = settings or MindSettings()
         self.agents: dict[str, Agent] = {}
         self._traces: list[TableRow] = []  # retrieval trace rows, tagged with their step
-        self._reported = (0, 0)  # requests and tokens already reported by step()
+        self._reported = _Totals()  # what step() has reported so far
         for persona in personas:
             if persona.name in self.agents:
                 raise ValueError(f"agent {persona.name!r} is hosted twice")
@@ -126,7 +138,14 @@ class AgentHost:
         """``work(name)`` for each name: concurrently, or one at a time when sequential."""
         if self.sequential:
             return {n: await work(n) for n in names}
-        results = await asyncio.gather(*[work(n) for n in names])
+        tasks = [asyncio.ensure_future(work(n)) for n in names]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:  # one failed (a backend gone): the others stop, none lingers
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return dict(zip(names, results, strict=True))
 
     async def ping(self) -> bool:
@@ -164,19 +183,28 @@ class AgentHost:
             return tuple(actions)
 
         actions = await self._each(list(observations), one)
-        calls, tokens = self._report()
+        done = self._report()
         return StepResult(
             actions=actions,
             written={n: self._written(n) for n in observations},
-            calls=calls,
-            tokens=tokens,
+            calls=done.calls,
+            tokens=done.tokens,
+            failed_calls=done.failed,
+            fallbacks=done.fallbacks,
         )
 
-    def _report(self) -> tuple[int, int]:
-        """Model requests and tokens since the last report."""
-        calls, tokens = self._reported
-        self._reported = (self.accounting.requests_total, self.accounting.tokens_total)
-        return self._reported[0] - calls, self._reported[1] - tokens
+    def _totals(self) -> _Totals:
+        accounting = self.accounting
+        fallbacks = sum(a.asker.stats.failures.total() for a in self.agents.values())
+        return _Totals(
+            accounting.requests_total, accounting.tokens_total, accounting.failed_total, fallbacks
+        )
+
+    def _report(self) -> _Totals:
+        """Model requests, their tokens, the failed ones and the answers that fell back, since
+        the last report."""
+        before, self._reported = self._reported, self._totals()
+        return self._reported - before
 
     def _keep_traces(self, name: str, step: int | None) -> None:
         self._traces.extend(
@@ -305,6 +333,8 @@ class AgentHost:
             raise KeyError(f"state for agents not hosted here: {sorted(unknown)}")
         for n, s in state.items():
             self.agents[n].set_state(s)
+        # the askers' counts are the checkpoint's now: fallbacks are counted on from there
+        self._reported = replace(self._reported, fallbacks=self._totals().fallbacks)
 
     async def close(self) -> None:
         close = getattr(self.store, "close", None)
@@ -312,6 +342,25 @@ class AgentHost:
             result = close()
             if asyncio.iscoroutine(result):
                 await result
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """A host's running totals: model requests, their tokens, the failed ones, and the answers
+    its agents gave up on (the askers' failures, which fall back)."""
+
+    calls: int = 0
+    tokens: int = 0
+    failed: int = 0
+    fallbacks: int = 0
+
+    def __sub__(self, other: _Totals) -> _Totals:
+        return _Totals(
+            self.calls - other.calls,
+            self.tokens - other.tokens,
+            self.failed - other.failed,
+            self.fallbacks - other.fallbacks,
+        )
 
 
 class _HostedSpeaker:

