@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving.config import ENGINE_NAMES
+from serving.config import DTYPE_HELP, DTYPES, ENGINE_NAMES
 
 EXIT_BAD_INPUT = 2
 EXIT_BACKEND_FAILED = 3
@@ -363,6 +363,7 @@ def _add_run_flags(p: argparse.ArgumentParser, resume: bool) -> None:
     )
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server (--engine openai)")
     p.add_argument("--upstream-api-key", default=None, help="key for --base-url")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     p.add_argument("--steps", type=int, default=None, help="run this many steps")
     if not resume:
         p.add_argument("--until", default=None, help="run until this game time (ISO)")
@@ -424,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch-size", type=int, default=32)
     srv.add_argument("--base-url", default=None, help="upstream server (--engine openai)")
     srv.add_argument("--upstream-api-key", default=None, help="key for --base-url")
+    srv.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     srv.add_argument("--seed", type=int, default=0)
     srv.set_defaults(func=_cmd_serve)
 

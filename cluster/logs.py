@@ -24,6 +24,9 @@ QUIET_ENV: Mapping[str, str] = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # "Loading weights: 100%|...|" in every replica
     "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",  # pydantic, peft, ...
+    # vLLM's start-up INFO and its CPU notes (no Triton, no libiomp in LD_PRELOAD, a raw
+    # prompt's deprecation), from the LLM replica and its engine processes
+    "VLLM_LOGGING_LEVEL": "ERROR",
 }
 # The Ray worker process setup hook of a NORMAL run (``ray.init(runtime_env=...)``).
 WORKER_SETUP_HOOK = "cluster.logs.quiet_worker"

@@ -1,19 +1,21 @@
-"""How many threads torch uses on a CPU: the LLM takes the cores the hosts and the embedder leave.
+"""How many threads the LLM uses on a CPU: the cores the hosts and the embedder leave idle.
 
-On a small machine the model runs beside the host actors and the embedder; torch's default (one
-thread per core) then makes its threads spin against the other processes. Measured here (2 cores,
-the tiny model, a busy machine): 12.5 ms a decode step with the default, 1.7 ms with 1 thread; a
-batch of 12: 88 ms vs 4.3 ms. So each process gets its own cores: the embedder one for every
-eight cores (at least one; it embeds short texts in bursts), each host process one (its agents'
-Python and the embedded Qdrant, busy while a step's answers come back), and the LLM the rest, at
-least one. With SmolLM2-135M alone on this 2-core machine (no hosts), a decode pass of 32 rows
-takes 231 ms on 2 threads and 370 ms on 1, a pass of 1 row 52 ms on either: more threads pay off
-only when the cores are free.
+The model runs beside the host actors and the embedder. Measured during a smollm2 town run on
+this 2-core machine (``ps`` CPU time over the run's wall time): each host process about 4-7% of
+a core, the embedder about 15% while memories are seeded and less after. So the LLM takes every
+core but what they actually use, rounded, and at least one: on 2 cores beside 2 hosts that is 2
+threads, where the rule it replaced (a whole core for each host and for the embedder) left one
+core idle. A decode pass of smollm2 at 32 rows takes 231 ms on 2 threads and 370 ms on 1. A tiny
+model stays on one thread whatever this says (``engines/hf.SMALL_MODEL_PARAMS``): its passes
+are too short to split (1.7 ms a step on 1 thread, 12.5 ms on 2 beside busy hosts).
 """
 
 from __future__ import annotations
 
 import os
+
+HOST_CORE_SHARE = 0.1  # a host process's use of a core during a smollm2 run (4-7% measured)
+EMBEDDER_CORE_SHARE = 0.15  # the embedder's, at its busiest (seeding memories)
 
 
 def machine_cores() -> int:
@@ -26,10 +28,12 @@ def embedder_threads(cores: int | None = None) -> int:
 
 
 def llm_threads(hosts: int = 0, cores: int | None = None) -> int:
-    """The LLM's threads: the cores left by ``hosts`` host processes and the embedder, at least
-    one."""
+    """The LLM's threads: the cores less what ``hosts`` host processes and the embedder use
+    (:data:`HOST_CORE_SHARE`, :data:`EMBEDDER_CORE_SHARE` per embedder thread), rounded, at
+    least one."""
     cores = cores or machine_cores()
-    return max(1, cores - hosts - embedder_threads(cores))
+    busy = hosts * HOST_CORE_SHARE + embedder_threads(cores) * EMBEDDER_CORE_SHARE
+    return max(1, round(cores - busy))
 
 
 def set_cpu_threads(threads: int | None = None) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import queue
 import re
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.config import EngineConfig
+from serving.cpu_flags import cpu_flags
 from serving.cpu_threads import set_cpu_threads
 from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.engines.scheduler import Scheduler, SchedulerLimits
@@ -135,6 +137,13 @@ def _compile_error_message(exc: Exception) -> str:
     return _XGR_LOG_PREFIX.sub("", str(exc).strip())
 
 
+log = logging.getLogger(__name__)
+
+SMALL_MODEL_PARAMS = 10_000_000
+"""Below this many parameters (the tiny test model: 132k) a model runs on one thread: its
+passes are too short for a second thread to pay."""
+
+
 class HFEngine:
     """An :class:`~serving.llm.Engine` on transformers with continuous batching.
 
@@ -192,6 +201,15 @@ class HFEngine:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype(device))
         check_supported(model.config)
+        if self._device.type == "cpu":
+            if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
+                self._threads = set_cpu_threads(1)  # a tiny model's passes are too short to split
+            if self.config.dtype == "bfloat16" and not cpu_flags().bf16_matmul:
+                log.warning(
+                    "bfloat16 weights on a CPU without bf16 matrix units (%s): emulated, "
+                    "slower than float32",
+                    cpu_flags().describe(),
+                )
         model.to(self._device)
         self._lora = self._load_adapters(model, adapters)
         model.eval()
@@ -236,6 +254,16 @@ class HFEngine:
         return self._prefix_cache
 
     def _dtype(self, device: str) -> Any:
+        """The dtype the weights load in: ``config.dtype``; with ``auto``, float32 on a CPU and
+        the checkpoint's own on a GPU.
+
+        float32 on a CPU even where bf16 is faster (AMX, AVX-512 bf16: 1.58x the tokens/s of
+        float32 on the town's recorded requests, bench/bench_dtype.py): in float32 a row's
+        greedy answer is the same whatever its batch and whether its prompt's prefix came from
+        the cache, so a run repeats and a resumed run asks what an uninterrupted one asks; in
+        bf16 10 of 48 greedy answers changed, and a prefix-cache hit changes an answer (the
+        prompt's last tokens computed in another shape round differently). ``--dtype
+        bfloat16`` trades that for the speed."""
         import torch
 
         if self.config.dtype == "auto":

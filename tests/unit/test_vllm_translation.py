@@ -533,3 +533,9 @@ def test_the_llm_replica_asks_for_a_gpu_only_where_one_runs_the_model():
     assert llm_gpus(EngineConfig(engine="openai", model="m", base_url="u"), cluster_gpus=1) == 0
     with pytest.raises(RuntimeError, match="cluster has none"):
         llm_gpus(vllm.model_copy(update={"device": "cuda"}), cluster_gpus=0)
+
+
+def test_vllms_worker_leaves_a_core_to_its_engine_core_process():
+    from serving.engines.vllm import vllm_cpu_threads
+
+    assert [vllm_cpu_threads(t) for t in (None, 1, 2, 16)] == [None, 1, 1, 15]
