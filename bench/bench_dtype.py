@@ -25,24 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_engine import decode  # noqa: E402
 from serving.config import EngineConfig  # noqa: E402
 from serving.cpu_flags import cpu_flags  # noqa: E402
 from serving.engines.hf import HFEngine  # noqa: E402
-from serving.types import LLMRequest, LLMResult  # noqa: E402
+from serving.types import LLMRequest  # noqa: E402
 from serving.wrappers.recording import load_recording  # noqa: E402
-
-
-async def decode(engine: HFEngine, requests: list[LLMRequest], concurrency: int) -> list[LLMResult]:
-    queue = list(enumerate(requests))
-    results: list[LLMResult | None] = [None] * len(requests)
-
-    async def caller() -> None:
-        while queue:
-            i, request = queue.pop(0)
-            [results[i]] = await engine.generate([request])
-
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return [r for r in results if r is not None]
 
 
 async def measure(dtype: str, requests: list[LLMRequest], args: argparse.Namespace) -> dict:

@@ -94,6 +94,21 @@ async def cold_cache(engine: Engine) -> None:
         await inner.reset_prefix_cache()
 
 
+async def decode(engine: Engine, requests: list[LLMRequest], concurrency: int) -> list[LLMResult]:
+    """Each request's result, in order: ``concurrency`` callers each send one request at a
+    time, as agents do."""
+    queue = list(enumerate(requests))
+    results: list[LLMResult | None] = [None] * len(requests)
+
+    async def caller() -> None:
+        while queue:
+            i, request = queue.pop(0)
+            [results[i]] = await engine.generate([request])
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return [r for r in results if r is not None]
+
+
 async def run_level(engine: Engine, requests: list[LLMRequest], concurrency: int) -> dict:
     await cold_cache(engine)
     stats = getattr(engine, "stats", None)
@@ -102,16 +117,8 @@ async def run_level(engine: Engine, requests: list[LLMRequest], concurrency: int
     forced0 = getattr(stats, "forced_tokens", 0) if stats else 0
     batch_sizes: list[int] = getattr(engine, "batch_sizes", [])  # the hf engine's passes
     passes0 = len(batch_sizes)
-    queue = list(requests)
-    results: list[LLMResult] = []
-
-    async def caller() -> None:
-        while queue:
-            request = queue.pop(0)
-            results.extend(await engine.generate([request]))
-
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    results = await decode(engine, requests, concurrency)
     wall = time.perf_counter() - started
     prompt = sum(r.prompt_tokens for r in results)
     completion = sum(r.completion_tokens for r in results)

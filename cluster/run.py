@@ -96,8 +96,7 @@ def describe_backend(engine: EngineConfig) -> str:
 
 def backend_failure(backend: str, cause: BackendUnavailableError) -> str:
     """What the manifest's ``error`` says of a backend that kept failing."""
-    how = f"kept failing for {cause.waited_s:.0f} s" if cause.waited_s >= 0.5 else "failed"
-    return f"the model backend, {backend}, {how}; last error: {cause.last_error}"
+    return f"the model backend, {backend}, {cause.how}; last error: {cause.last_error}"
 
 
 class RunOptions(BaseModel):

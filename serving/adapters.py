@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from serving.types import InvalidAdapterNameError, LLMRequest, UnknownAdapterError
 
 BASE_MODEL_ALIASES = ("base", "__base__")
+ADAPTER_CONFIG_FILE = "adapter_config.json"  # a peft LoRA adapter folder's config
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"  # and its weights (never a pickle)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 

@@ -1,4 +1,5 @@
-"""How many threads the LLM uses on a CPU: the cores the hosts and the embedder leave idle.
+"""Where a model runs (:func:`torch_device`) and, on a CPU, how many threads the LLM uses: the
+cores the hosts and the embedder leave idle.
 
 The model runs beside the host actors and the embedder. Measured during a smollm2 town run on
 this 2-core machine (``ps`` CPU time over the run's wall time): each host process about 4-7% of
@@ -16,6 +17,16 @@ import os
 
 HOST_CORE_SHARE = 0.1  # a host process's use of a core during a smollm2 run (4-7% measured)
 EMBEDDER_CORE_SHARE = 0.15  # the embedder's, at its busiest (seeding memories)
+
+
+def torch_device(device: str | None = None) -> str:
+    """The device a model runs on: ``device`` when given, else ``cuda`` where torch sees one,
+    else ``cpu`` (the one rule of the engines and the embedder)."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def machine_cores() -> int:

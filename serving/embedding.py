@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from serving.batcher import DynamicBatcher
-from serving.cpu_threads import embedder_threads, set_cpu_threads
+from serving.cpu_threads import embedder_threads, set_cpu_threads, torch_device
 
 EMBEDDING_DIM = 384
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -77,12 +77,11 @@ class MiniLMEmbedder:
         if self._model is not None:
             return
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from sentence_transformers import SentenceTransformer
 
         path = minilm_path()
         verify_minilm(path)
-        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch_device(self._device)
         if device == "cpu":
             set_cpu_threads(embedder_threads())
         self._model = SentenceTransformer(str(path), device=device)

@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from serving.adapters import ADAPTER_CONFIG_FILE
+
 TINY_MODEL_NAME = "tiny"
 TINY_MODEL_VERSION = "v1"
 DEFAULT_ADAPTERS = ("alice", "bob")
@@ -228,4 +230,4 @@ def tiny_adapters(model_dir: Path) -> dict[str, str]:
     root = model_dir / ADAPTERS_DIR
     if not root.is_dir():
         return {}
-    return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
+    return {p.name: str(p) for p in sorted(root.iterdir()) if (p / ADAPTER_CONFIG_FILE).is_file()}

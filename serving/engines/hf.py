@@ -40,7 +40,7 @@ from typing import Any
 
 from serving.config import EngineConfig
 from serving.cpu_flags import cpu_flags
-from serving.cpu_threads import set_cpu_threads
+from serving.cpu_threads import set_cpu_threads, torch_device
 from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.engines.scheduler import Scheduler, SchedulerLimits
 from serving.llm import ModelInfo
@@ -194,7 +194,7 @@ class HFEngine:
         from serving.engines.prefix_cache import PrefixCache
 
         path, adapters = resolve_model(self.config.model, self.config.adapters)
-        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch_device(self.config.device)
         self._device = torch.device(device)
         if self._device.type == "cpu":
             self._threads = set_cpu_threads(self.config.cpu_threads)

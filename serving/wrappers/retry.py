@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from serving.llm import LLM
 from serving.types import LLMError, LLMRequest, LLMResult
+from serving.wrappers.backoff import backoff_s, generate_checked
 
 
 class RetryLLM:
@@ -68,14 +69,11 @@ class RetryLLM:
 
     def delay_s(self, retry: int) -> float:
         """The sleep before retry number ``retry`` (1 for the second attempt)."""
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1))
+        base = backoff_s(retry, self.backoff_s, self.max_backoff_s)
         return min(self.max_backoff_s, base * self._rng.uniform(1 - self.jitter, 1 + self.jitter))
 
     async def _call(self, batch: list[LLMRequest]) -> list[LLMResult]:
-        results = await asyncio.wait_for(self.inner.generate(batch), self.timeout_s)
-        if len(results) != len(batch):
-            raise RuntimeError(f"inner LLM returned {len(results)} results for {len(batch)}")
-        return results
+        return await asyncio.wait_for(generate_checked(self.inner, batch), self.timeout_s)
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         requests = list(requests)

@@ -1,6 +1,5 @@
 """Integration fixtures: local Ray and the real services, started once per session."""
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -8,14 +7,9 @@ import pytest
 
 from serving.clients import ServeEmbedder, ServeLLM
 from serving.config import EngineConfig
+from tests.servers import free_port
 
 API_KEY = "test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +39,7 @@ def services(ray_cluster: None) -> Services:
     """The LLM service (hf engine, tiny model and its adapters) and the embedding service."""
     from serving.service import ServiceOptions, start_services
 
-    port = _free_port()
+    port = free_port()
     config = EngineConfig(engine="hf", model="tiny", max_batch_size=32, batch_wait_ms=10)
     llm, embedder = start_services(config, ServiceOptions(port=port, api_key=API_KEY))
     assert embedder is not None

@@ -2,16 +2,11 @@
 (its own private local cluster: Ray, Serve's HTTP proxy, the hf engine on smollm2 and two LoRA
 adapters), and a run of three of the town's people with that server as its upstream."""
 
-import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
@@ -21,6 +16,7 @@ from scenarios.loader import parse_scenario
 from serving.config import EngineConfig
 from serving.engines.openai import OpenAIEngine
 from tests.contract.engine_contract import Backend, EngineContract, EngineTraits
+from tests.servers import free_port, running_server
 from tests.town_checks import eight_of_the_town
 
 pytestmark = pytest.mark.integration
@@ -34,39 +30,16 @@ API_KEY = "contract-key"
 def simulacra_server(
     smollm2_adapters: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     adapters = [f"--adapter={n}={p}" for n, p in sorted(smollm2_adapters.items())]
     command = [sys.executable, "-m", "cluster.cli", "serve", "--model", "smollm2", *adapters]
     command += ["--port", str(port), "--api-key", API_KEY]
     log_path = tmp_path_factory.mktemp("simulacra-serve") / "serve.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     base_url = f"http://127.0.0.1:{port}/v1"
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"simulacra serve did not come up:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", headers=headers, timeout=2).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+    # Ctrl-C (SIGINT): it stops its services and Ray
+    with running_server(command, f"{base_url}/models", log_path, 300, headers, signal.SIGINT):
         yield base_url
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: it stops its services and Ray
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
 
 
 def _engine(base_url: str) -> EngineConfig:

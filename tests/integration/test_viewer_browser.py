@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from scenarios.loader import load_scenario
+from tests.servers import free_port
 from viewer.run_view import RunView
 from viewer.server import ViewServer
 
@@ -28,12 +28,6 @@ ROOT = Path(__file__).parents[2]
 TOWN = ROOT / "scenarios" / "town.yaml"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STEPS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,7 @@ def live_run(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator
     """A tiny-model town run with --view, in its own process, and a page following it; yields
     (run folder, steps.last values the page saw while the run went, a screenshot path)."""
     tmp = tmp_path_factory.mktemp("live")
-    port = _free_port()
+    port = free_port()
     command = [
         *(sys.executable, "-m", "cluster.cli", "run", str(TOWN), "--model", "tiny"),
         *("--steps", str(STEPS), "--checkpoint-every", "30", "--out", str(tmp / "run")),

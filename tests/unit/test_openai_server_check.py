@@ -12,6 +12,7 @@ import pytest
 from cluster.run import RunError, check_engine
 from serving.config import EngineConfig
 from serving.engines.openai import PROBE_SCHEMA, OpenAIEngine, UpstreamError
+from tests.unit.test_openai_engine import _chat_response
 
 URL = "http://127.0.0.1:9/v1"
 
@@ -23,18 +24,7 @@ def _server(answer: str, models: tuple[str, ...] = ("smollm2", "alice")) -> Call
             return httpx.Response(200, json={"object": "list", "data": data})
         body = json.loads(request.content)
         assert body["response_format"]["json_schema"]["schema"] == PROBE_SCHEMA
-        message = {"role": "assistant", "content": answer}
-        return httpx.Response(
-            200,
-            json={
-                "id": "c",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
-            },
-        )
+        return httpx.Response(200, json=_chat_response(answer))
 
     return handle
 

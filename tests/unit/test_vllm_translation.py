@@ -522,7 +522,6 @@ def test_vllm_servers_command_carries_the_engines_settings():
 
 
 def test_the_llm_replica_asks_for_a_gpu_only_where_one_runs_the_model():
-    pytest.importorskip("ray")
     from serving.deployments import llm_gpus
 
     vllm = EngineConfig(engine="vllm", model="m")
